@@ -1,0 +1,561 @@
+//! The webhook server's routes and the one table from error to HTTP status.
+//!
+//! Invariant kept by [`Handler::webhook`]: a 2xx is sent only after the broker acked every
+//! record of the request (its events, or the raw body on the dead-letter topic). Anything
+//! short of that answers non-2xx so Meta retries; a full bound answers 503 at once.
+
+use super::parse::{self, SplitContext};
+use super::produce::{Pending, ProduceError, Producer};
+use super::verify::{SignatureError, Verifier, SIGNATURE_HEADER};
+use crate::metrics as m;
+use crate::model::{EventKind, SecurityEvent};
+use crate::privacy::Pepper;
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::PrometheusHandle;
+use std::borrow::Cow;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::time::Instant;
+
+/// Why a request was not accepted. [`RequestError::status`] is the whole client contract.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("signature: {0}")]
+    Signature(#[from] SignatureError),
+    #[error("verify token does not match")]
+    BadVerifyToken,
+    #[error("body larger than the limit")]
+    TooLarge,
+    #[error("content type is not application/json")]
+    UnsupportedMediaType,
+    #[error("client did not send the body in time")]
+    BodyTimeout,
+    #[error("reading the body: {0}")]
+    BodyRead(hyper::Error),
+    #[error("too many requests in progress")]
+    Overloaded,
+    #[error("producing: {0}")]
+    Produce(#[from] ProduceError),
+    #[error("broker not reachable")]
+    NotReady,
+    #[error("no such route")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+}
+
+impl RequestError {
+    /// What the client sees. 503s carry `Retry-After`: Meta retries, nothing is lost.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            RequestError::Signature(_) => StatusCode::UNAUTHORIZED,
+            RequestError::BadVerifyToken => StatusCode::FORBIDDEN,
+            RequestError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            RequestError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            RequestError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            RequestError::BodyRead(_) => StatusCode::BAD_REQUEST,
+            RequestError::Overloaded | RequestError::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            // A record too large for the broker can never be written; anything else may pass
+            // on a retry.
+            RequestError::Produce(ProduceError::TooLarge) => StatusCode::PAYLOAD_TOO_LARGE,
+            RequestError::Produce(_) => StatusCode::SERVICE_UNAVAILABLE,
+            RequestError::NotFound => StatusCode::NOT_FOUND,
+            RequestError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        }
+    }
+
+    /// Short stable code for the response body and the `outcome` label; details go to logs.
+    pub fn code(&self) -> &'static str {
+        match self {
+            RequestError::Signature(e) => e.reason(),
+            RequestError::BadVerifyToken => "bad_verify_token",
+            RequestError::TooLarge => "body_too_large",
+            RequestError::UnsupportedMediaType => "unsupported_content_type",
+            RequestError::BodyTimeout => "body_timeout",
+            RequestError::BodyRead(_) => "body_read_failed",
+            RequestError::Overloaded => "overloaded",
+            RequestError::Produce(ProduceError::QueueFull) => "queue_full",
+            RequestError::Produce(ProduceError::TooLarge) => "record_too_large",
+            RequestError::Produce(ProduceError::Timeout) => "broker_timeout",
+            RequestError::Produce(ProduceError::Failed(_)) => "broker_unavailable",
+            RequestError::NotReady => "not_ready",
+            RequestError::NotFound => "not_found",
+            RequestError::MethodNotAllowed => "method_not_allowed",
+        }
+    }
+}
+
+/// Limits and topics a handler needs, resolved from config once.
+pub struct Settings {
+    pub max_body_bytes: usize,
+    pub body_read_timeout: Duration,
+    pub produce_timeout: Duration,
+    pub max_in_flight: u64,
+    pub retry_after_secs: u64,
+    pub max_pending_security_events: u64,
+    pub events_topic: String,
+    pub security_topic: String,
+    pub dead_letter_topic: String,
+}
+
+/// Shared, read-only state of the server (plus two atomic counters).
+pub struct State {
+    pub settings: Settings,
+    pub verifier: Verifier,
+    pub verify_token: String,
+    pub pepper: Pepper,
+    pub producer: Producer,
+    pub metrics: PrometheusHandle,
+    in_flight: AtomicU64,
+    pending_security: Arc<AtomicU64>,
+}
+
+impl State {
+    pub fn new(
+        settings: Settings,
+        verifier: Verifier,
+        verify_token: String,
+        pepper: Pepper,
+        producer: Producer,
+        metrics: PrometheusHandle,
+    ) -> Self {
+        State {
+            settings,
+            verifier,
+            verify_token,
+            pepper,
+            producer,
+            metrics,
+            in_flight: AtomicU64::new(0),
+            pending_security: Arc::new(AtomicU64::new(0)),
+        }
+    }
+}
+
+/// What a successfully handled request produced.
+enum Outcome {
+    Events(KindCounts),
+    DeadLettered,
+    Reply(Response<Full<Bytes>>),
+}
+
+/// The hyper service of one connection.
+#[derive(Clone)]
+pub struct Handler {
+    state: Arc<State>,
+    peer: SocketAddr,
+}
+
+impl Handler {
+    pub fn new(state: Arc<State>, peer: SocketAddr) -> Self {
+        Handler { state, peer }
+    }
+
+    async fn route(self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+        let start = Instant::now();
+        let (route, result) = match (req.method(), req.uri().path()) {
+            (&Method::POST, "/webhook") => ("webhook", self.webhook(req).await),
+            (&Method::GET, "/webhook") => ("handshake", self.handshake(&req)),
+            (&Method::GET, "/metrics") => ("metrics", Ok(self.metrics())),
+            (&Method::GET, "/healthz") => ("healthz", Ok(Outcome::Reply(text(200, "ok")))),
+            (&Method::GET, "/readyz") => ("readyz", self.ready().await),
+            (_, "/webhook" | "/metrics" | "/healthz" | "/readyz") => {
+                ("other", Err(RequestError::MethodNotAllowed))
+            }
+            _ => ("other", Err(RequestError::NotFound)),
+        };
+        let (outcome, response) = match result {
+            Ok(Outcome::Events(kinds)) => {
+                kinds.record();
+                ("ok", text(200, "ok"))
+            }
+            Ok(Outcome::DeadLettered) => ("dead_letter", text(200, "ok")),
+            Ok(Outcome::Reply(r)) => ("ok", r),
+            Err(e) => (e.code(), self.error_response(&e)),
+        };
+        counter!(m::INGEST_REQUESTS, "route" => route, "outcome" => outcome).increment(1);
+        histogram!(m::INGEST_REQUEST_SECONDS, "route" => route).record(start.elapsed());
+        response
+    }
+
+    fn error_response(&self, e: &RequestError) -> Response<Full<Bytes>> {
+        let status = e.status();
+        if status.is_server_error() {
+            tracing::warn!(error = %e, peer = %self.peer.ip(), "request refused");
+        } else {
+            tracing::debug!(error = %e, peer = %self.peer.ip(), "request refused");
+        }
+        let mut r = text(status.as_u16(), e.code());
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            r.headers_mut()
+                .insert(RETRY_AFTER, self.state.settings.retry_after_secs.into());
+        }
+        r
+    }
+
+    /// Meta's subscription check: echo `hub.challenge` when the token matches.
+    fn handshake(&self, req: &Request<Incoming>) -> Result<Outcome, RequestError> {
+        let (mut mode, mut token, mut challenge) = (None, None, None);
+        let query = req.uri().query().unwrap_or("");
+        for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+            match &*k {
+                "hub.mode" => mode = Some(v),
+                "hub.verify_token" => token = Some(v),
+                "hub.challenge" => challenge = Some(v),
+                _ => {}
+            }
+        }
+        let expected = self.state.verify_token.as_bytes();
+        let token_ok =
+            token.is_some_and(|t| subtle::ConstantTimeEq::ct_eq(t.as_bytes(), expected).into());
+        if mode.as_deref() != Some("subscribe") || !token_ok {
+            self.record_security("bad_verify_token", "handshake");
+            return Err(RequestError::BadVerifyToken);
+        }
+        Ok(Outcome::Reply(text(200, &challenge.unwrap_or_default())))
+    }
+
+    /// Verify, parse, split, mask, produce, and wait for the broker's acks.
+    async fn webhook(&self, req: Request<Incoming>) -> Result<Outcome, RequestError> {
+        let _slot = InFlight::acquire(&self.state)?;
+        let settings = &self.state.settings;
+        check_content_type(req.headers())?;
+        let signature = req.headers().get(SIGNATURE_HEADER).cloned();
+        let mut body = read_body(req, settings.max_body_bytes, settings.body_read_timeout).await?;
+        let header = signature.as_ref().map(|v| v.as_bytes());
+        if let Err(e) = self.state.verifier.verify(header, &body.bytes) {
+            self.record_security(e.reason(), "webhook");
+            return Err(e.into());
+        }
+        let mut pending = Pending::new();
+        let outcome = self.enqueue(&mut body, &mut pending)?;
+        let started = Instant::now();
+        Producer::settle(pending, started + settings.produce_timeout).await?;
+        histogram!(m::INGEST_PRODUCE_SECONDS).record(started.elapsed());
+        Ok(outcome)
+    }
+
+    /// Parses the verified body and enqueues one record per event, or the raw body on the
+    /// dead-letter topic if it does not parse (Meta would retry it for days in vain).
+    fn enqueue(&self, body: &mut Body, pending: &mut Pending) -> Result<Outcome, RequestError> {
+        let st = &self.state;
+        let received_ms = now_ms();
+        let hook = match parse::parse(&mut body.bytes) {
+            Ok(hook) => hook,
+            Err(e) => {
+                tracing::info!(error = %e, "dead-lettering a signed body that does not parse");
+                let reason = e.to_string();
+                let mut ms = itoa::Buffer::new();
+                let headers: [(&str, &[u8]); 2] = [
+                    ("bluetick-error", reason.as_bytes()),
+                    ("bluetick-received-ms", ms.format(received_ms).as_bytes()),
+                ];
+                let raw = body.original();
+                st.producer.enqueue_with_headers(
+                    &st.settings.dead_letter_topic,
+                    &raw,
+                    &headers,
+                    pending,
+                )?;
+                counter!(m::INGEST_DEAD_LETTERS).increment(1);
+                return Ok(Outcome::DeadLettered);
+            }
+        };
+        let ctx = SplitContext {
+            pepper: &st.pepper,
+            received_ms,
+        };
+        let mut buf = Vec::with_capacity(768);
+        let mut kinds = KindCounts::default();
+        parse::split(&hook, &ctx, |event| {
+            buf.clear();
+            // Writing to a Vec cannot fail, and every field serializes.
+            let _ = serde_json::to_writer(&mut buf, event);
+            let key = event.message_id.as_deref().unwrap_or(&event.waba_id);
+            st.producer
+                .enqueue(&st.settings.events_topic, key.as_bytes(), &buf, pending)?;
+            kinds.add(event.kind);
+            Ok::<_, RequestError>(())
+        })?;
+        Ok(Outcome::Events(kinds))
+    }
+
+    /// Counts a refused credential and writes a security event without waiting for its ack.
+    fn record_security(&self, reason: &'static str, route: &'static str) {
+        counter!(m::INGEST_SIGNATURE_FAILURES, "reason" => reason).increment(1);
+        let st = &self.state;
+        let pending_count = st.pending_security.fetch_add(1, Ordering::AcqRel);
+        if pending_count >= st.settings.max_pending_security_events {
+            st.pending_security.fetch_sub(1, Ordering::AcqRel);
+            counter!(m::INGEST_DROPPED, "cause" => "security_backlog").increment(1);
+            return;
+        }
+        let ip = self.peer.ip().to_string();
+        let event = SecurityEvent {
+            v: crate::model::EVENT_VERSION,
+            received_ms: now_ms(),
+            source_ip: Cow::Borrowed(&ip),
+            reason: Cow::Borrowed(reason),
+            route: Cow::Borrowed(route),
+        };
+        let payload = serde_json::to_vec(&event).unwrap_or_default();
+        let mut pending = Pending::with_capacity(1);
+        let sent = st.producer.enqueue(
+            &st.settings.security_topic,
+            ip.as_bytes(),
+            &payload,
+            &mut pending,
+        );
+        let counter = Arc::clone(&st.pending_security);
+        match (sent, pending.pop()) {
+            (Ok(()), Some(delivery)) => {
+                tokio::spawn(async move {
+                    if !matches!(delivery.await, Ok(Ok(_))) {
+                        counter!(m::INGEST_DROPPED, "cause" => "security_undelivered").increment(1);
+                    }
+                    counter.fetch_sub(1, Ordering::AcqRel);
+                });
+            }
+            _ => {
+                counter.fetch_sub(1, Ordering::AcqRel);
+                counter!(m::INGEST_DROPPED, "cause" => "security_queue_full").increment(1);
+            }
+        }
+    }
+
+    fn metrics(&self) -> Outcome {
+        let st = &self.state;
+        gauge!(m::INGEST_IN_FLIGHT).set(st.in_flight.load(Ordering::Relaxed) as f64);
+        gauge!(m::INGEST_PRODUCER_QUEUE).set(st.producer.queue_depth() as f64);
+        let mut r = text(200, &st.metrics.render());
+        r.headers_mut().insert(
+            CONTENT_TYPE,
+            http::HeaderValue::from_static("text/plain; version=0.0.4"),
+        );
+        Outcome::Reply(r)
+    }
+
+    async fn ready(&self) -> Result<Outcome, RequestError> {
+        let st = &self.state;
+        if st
+            .producer
+            .reachable(&st.settings.events_topic, Duration::from_secs(2))
+            .await
+        {
+            Ok(Outcome::Reply(text(200, "ready")))
+        } else {
+            Err(RequestError::NotReady)
+        }
+    }
+}
+
+impl hyper::service::Service<Request<Incoming>> for Handler {
+    type Response = Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        let handler = self.clone();
+        Box::pin(async move { Ok(handler.route(req).await) })
+    }
+}
+
+/// Holds one of `max_in_flight` request slots.
+struct InFlight<'s>(&'s AtomicU64);
+
+impl<'s> InFlight<'s> {
+    fn acquire(state: &'s State) -> Result<Self, RequestError> {
+        let before = state.in_flight.fetch_add(1, Ordering::AcqRel);
+        if before >= state.settings.max_in_flight {
+            state.in_flight.fetch_sub(1, Ordering::AcqRel);
+            return Err(RequestError::Overloaded);
+        }
+        Ok(InFlight(&state.in_flight))
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Events of one request by kind, counted once the broker acked them.
+#[derive(Default)]
+struct KindCounts([u64; 8]);
+
+impl KindCounts {
+    const KINDS: [EventKind; 8] = [
+        EventKind::Status,
+        EventKind::Message,
+        EventKind::Error,
+        EventKind::TemplateStatus,
+        EventKind::TemplateQuality,
+        EventKind::PhoneQuality,
+        EventKind::AccountUpdate,
+        EventKind::Other,
+    ];
+
+    fn add(&mut self, kind: EventKind) {
+        if let Some(i) = Self::KINDS.iter().position(|k| *k == kind) {
+            self.0[i] += 1;
+        }
+    }
+
+    fn record(&self) {
+        for (kind, n) in Self::KINDS.iter().zip(self.0) {
+            if n > 0 {
+                counter!(m::INGEST_EVENTS, "kind" => kind.as_str()).increment(n);
+            }
+        }
+    }
+}
+
+/// The body as read: one contiguous buffer to verify and parse in place, plus hyper's own
+/// chunks (reference-counted, not copied) for the rare dead letter, since parsing rewrites
+/// the buffer.
+struct Body {
+    bytes: Vec<u8>,
+    chunks: Vec<Bytes>,
+}
+
+impl Body {
+    fn original(&self) -> Cow<'_, [u8]> {
+        match self.chunks.as_slice() {
+            [one] => Cow::Borrowed(one),
+            many => Cow::Owned(many.concat()),
+        }
+    }
+}
+
+fn check_content_type(headers: &HeaderMap) -> Result<(), RequestError> {
+    let ct = headers
+        .get(CONTENT_TYPE)
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
+    let essence = ct.split(|b| *b == b';').next().unwrap_or_default();
+    if essence
+        .trim_ascii()
+        .eq_ignore_ascii_case(b"application/json")
+    {
+        Ok(())
+    } else {
+        Err(RequestError::UnsupportedMediaType)
+    }
+}
+
+/// Reads the body under a size cap and a deadline. The cap is checked on the bytes read, not
+/// only on Content-Length, since chunked bodies declare none.
+async fn read_body(
+    req: Request<Incoming>,
+    max: usize,
+    timeout: Duration,
+) -> Result<Body, RequestError> {
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(RequestError::TooLarge);
+    }
+    let capacity = declared.map_or(16 * 1024, |n| n as usize);
+    let mut body = Body {
+        bytes: Vec::with_capacity(capacity),
+        chunks: Vec::with_capacity(2),
+    };
+    let mut incoming = req.into_body();
+    let deadline = Instant::now() + timeout;
+    loop {
+        let frame = tokio::time::timeout_at(deadline, incoming.frame())
+            .await
+            .map_err(|_| RequestError::BodyTimeout)?;
+        let Some(frame) = frame else { break };
+        let Ok(data) = frame.map_err(RequestError::BodyRead)?.into_data() else {
+            continue;
+        };
+        if body.bytes.len() + data.len() > max {
+            return Err(RequestError::TooLarge);
+        }
+        body.bytes.extend_from_slice(&data);
+        body.chunks.push(data);
+    }
+    Ok(body)
+}
+
+fn text(status: u16, body: &str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::copy_from_slice(body.as_bytes())));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_has_its_status() {
+        use ProduceError as P;
+        let table: Vec<(RequestError, u16, &str)> = vec![
+            (SignatureError::Missing.into(), 401, "missing_signature"),
+            (SignatureError::Malformed.into(), 401, "malformed_signature"),
+            (SignatureError::Mismatch.into(), 401, "bad_signature"),
+            (RequestError::BadVerifyToken, 403, "bad_verify_token"),
+            (RequestError::TooLarge, 413, "body_too_large"),
+            (
+                RequestError::UnsupportedMediaType,
+                415,
+                "unsupported_content_type",
+            ),
+            (RequestError::BodyTimeout, 408, "body_timeout"),
+            (RequestError::Overloaded, 503, "overloaded"),
+            (P::QueueFull.into(), 503, "queue_full"),
+            (P::Timeout.into(), 503, "broker_timeout"),
+            (
+                P::Failed(rdkafka::error::KafkaError::Canceled).into(),
+                503,
+                "broker_unavailable",
+            ),
+            (P::TooLarge.into(), 413, "record_too_large"),
+            (RequestError::NotReady, 503, "not_ready"),
+            (RequestError::NotFound, 404, "not_found"),
+            (RequestError::MethodNotAllowed, 405, "method_not_allowed"),
+        ];
+        for (err, status, code) in table {
+            assert_eq!(err.status().as_u16(), status, "{err}");
+            assert_eq!(err.code(), code, "{err}");
+        }
+    }
+
+    #[test]
+    fn content_type_accepts_json_with_parameters_only() {
+        let mut h = HeaderMap::new();
+        assert!(check_content_type(&h).is_err());
+        h.insert(
+            CONTENT_TYPE,
+            "Application/JSON; charset=utf-8".parse().expect("header"),
+        );
+        assert!(check_content_type(&h).is_ok());
+        h.insert(CONTENT_TYPE, "text/plain".parse().expect("header"));
+        assert!(check_content_type(&h).is_err());
+    }
+}

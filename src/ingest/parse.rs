@@ -1,0 +1,454 @@
+//! Verified body → events: parse in place with simd-json, then split each webhook into one
+//! [`Event`] per status, inbound message, error or account update, masking phone numbers as
+//! the event is built.
+//!
+//! Invariant: `split` emits every change it is given — unknown `field`s become `other`
+//! events — and a phone number reaches an `Event` only through [`Person::protect`].
+
+use crate::model::webhook::{Change, ErrorInfo, InboundMessage, Status};
+use crate::model::{Event, EventId, EventKind, Text, Webhook, EVENT_VERSION};
+use crate::privacy::{Pepper, Person};
+use std::borrow::Cow;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    #[error("body is not a WhatsApp webhook: {0}")]
+    Json(#[from] simd_json::Error),
+}
+
+/// Parses `body` in place; the returned webhook borrows from it.
+pub fn parse(body: &mut [u8]) -> Result<Webhook<'_>, ParseError> {
+    Ok(Webhook::parse(body)?)
+}
+
+/// What every event of one request shares.
+pub struct SplitContext<'p> {
+    pub pepper: &'p Pepper,
+    pub received_ms: u64,
+}
+
+/// Calls `emit` once per event of `hook`, in payload order; stops at the first error.
+/// Returns how many events were emitted.
+pub fn split<'w, E>(
+    hook: &'w Webhook<'_>,
+    ctx: &SplitContext<'_>,
+    mut emit: impl FnMut(&Event<'w>) -> Result<(), E>,
+) -> Result<usize, E> {
+    let mut count = 0;
+    let received_s = ctx.received_ms / 1000;
+    for entry in &hook.entry {
+        let entry_time = entry.time.as_ref().and_then(Text::as_u64);
+        let entry_time_text = entry.time.as_ref().map_or("", Text::as_str);
+        for (index, change) in entry.changes.iter().enumerate() {
+            let base = Event {
+                v: EVENT_VERSION,
+                received_ms: ctx.received_ms,
+                ts: entry_time.unwrap_or(received_s),
+                waba_id: borrow(&entry.id),
+                field: borrow(&change.field),
+                ..Event::default()
+            };
+            let mut index_buf = itoa::Buffer::new();
+            let key = ChangeKey {
+                entry_time: entry_time_text,
+                index: index_buf.format(index),
+            };
+            count += split_change(change, base, &key, ctx, &mut emit)?;
+        }
+    }
+    Ok(count)
+}
+
+/// What identifies a change that carries no id of its own (Meta retries send it unchanged).
+struct ChangeKey<'k> {
+    entry_time: &'k str,
+    index: &'k str,
+}
+
+fn split_change<'w, E>(
+    change: &'w Change<'_>,
+    mut base: Event<'w>,
+    key: &ChangeKey<'_>,
+    ctx: &SplitContext<'_>,
+    emit: &mut impl FnMut(&Event<'w>) -> Result<(), E>,
+) -> Result<usize, E> {
+    let v = &change.value;
+    let kind = match change.field.as_str() {
+        "messages" => return split_messages(change, base, key, ctx, emit),
+        "message_template_status_update" => EventKind::TemplateStatus,
+        "message_template_quality_update" => EventKind::TemplateQuality,
+        "phone_number_quality_update" => EventKind::PhoneQuality,
+        "account_update" => EventKind::AccountUpdate,
+        _ => EventKind::Other,
+    };
+    base.kind = kind;
+    base.update_event = opt(&v.event);
+    if kind != EventKind::Other {
+        base.template_id = opt(&v.message_template_id);
+        base.template_name = opt(&v.message_template_name);
+        base.template_language = opt(&v.message_template_language);
+        base.reason = opt(&v.reason);
+        base.previous_quality = opt(&v.previous_quality_score);
+        base.new_quality = opt(&v.new_quality_score);
+        base.current_limit = opt(&v.current_limit);
+        base.display_phone_number = opt(&v.display_phone_number).or(opt(&v.phone_number));
+    }
+    let template = base.template_id.as_deref().unwrap_or("");
+    let event = base.update_event.as_deref().unwrap_or("");
+    base.id = EventId::derive(
+        kind,
+        &[
+            &base.waba_id,
+            &base.field,
+            template,
+            event,
+            key.entry_time,
+            key.index,
+        ],
+    );
+    emit(&base)?;
+    Ok(1)
+}
+
+fn split_messages<'w, E>(
+    change: &'w Change<'_>,
+    mut base: Event<'w>,
+    key: &ChangeKey<'_>,
+    ctx: &SplitContext<'_>,
+    emit: &mut impl FnMut(&Event<'w>) -> Result<(), E>,
+) -> Result<usize, E> {
+    let v = &change.value;
+    if let Some(m) = &v.metadata {
+        base.phone_number_id = opt(&m.phone_number_id);
+        base.display_phone_number = opt(&m.display_phone_number);
+    }
+    for s in &v.statuses {
+        emit(&status_event(s, &base, ctx))?;
+    }
+    for m in &v.messages {
+        emit(&message_event(m, &base, ctx))?;
+    }
+    for (i, err) in v.errors.iter().enumerate() {
+        let mut e = base.clone();
+        e.kind = EventKind::Error;
+        (e.error_code, e.error_title) = error_fields(std::slice::from_ref(err));
+        let mut i_buf = itoa::Buffer::new();
+        let code = err.code.as_ref().map_or("", Text::as_str);
+        let pn = e.phone_number_id.as_deref().unwrap_or("");
+        e.id = EventId::derive(
+            EventKind::Error,
+            &[
+                &e.waba_id,
+                pn,
+                code,
+                key.entry_time,
+                key.index,
+                i_buf.format(i),
+            ],
+        );
+        emit(&e)?;
+    }
+    let emitted = v.statuses.len() + v.messages.len() + v.errors.len();
+    if emitted == 0 {
+        // A `messages` change with nothing bluetick reads is still kept, as `other`.
+        base.kind = EventKind::Other;
+        base.id = EventId::derive(
+            EventKind::Other,
+            &[&base.waba_id, &base.field, key.entry_time, key.index],
+        );
+        emit(&base)?;
+        return Ok(1);
+    }
+    Ok(emitted)
+}
+
+fn status_event<'w>(s: &'w Status<'_>, base: &Event<'w>, ctx: &SplitContext<'_>) -> Event<'w> {
+    let mut e = base.clone();
+    e.kind = EventKind::Status;
+    e.message_id = Some(borrow(&s.id));
+    e.status = Some(borrow(&s.status));
+    e.ts = s
+        .timestamp
+        .as_ref()
+        .and_then(Text::as_u64)
+        .unwrap_or(base.ts);
+    set_person(&mut e, s.recipient_id.as_ref(), ctx);
+    if let Some(c) = &s.conversation {
+        e.conversation_id = opt(&c.id);
+        e.conversation_expiration_ts = c.expiration_timestamp.as_ref().and_then(Text::as_u64);
+        e.conversation_origin = c.origin.as_ref().and_then(|o| opt(&o.kind));
+    }
+    if let Some(p) = &s.pricing {
+        e.pricing_model = opt(&p.pricing_model);
+        e.pricing_category = opt(&p.category);
+        e.pricing_type = opt(&p.kind);
+        e.billable = p.billable.as_ref().and_then(as_bool);
+    }
+    (e.error_code, e.error_title) = error_fields(&s.errors);
+    let ts = s.timestamp.as_ref().map_or("", Text::as_str);
+    e.id = EventId::derive(EventKind::Status, &[s.id.as_str(), s.status.as_str(), ts]);
+    e
+}
+
+fn message_event<'w>(
+    m: &'w InboundMessage<'_>,
+    base: &Event<'w>,
+    ctx: &SplitContext<'_>,
+) -> Event<'w> {
+    let mut e = base.clone();
+    e.kind = EventKind::Message;
+    e.message_id = Some(borrow(&m.id));
+    e.message_type = opt(&m.kind);
+    e.ts = m
+        .timestamp
+        .as_ref()
+        .and_then(Text::as_u64)
+        .unwrap_or(base.ts);
+    set_person(&mut e, m.from.as_ref(), ctx);
+    if let Some(c) = &m.context {
+        e.context_message_id = opt(&c.id);
+        let flag = |t: &Option<Text>| t.as_ref().and_then(as_bool).unwrap_or(false);
+        e.forwarded = Some(flag(&c.forwarded) || flag(&c.frequently_forwarded));
+    }
+    e.from_ad = Some(m.referral.is_some());
+    (e.error_code, e.error_title) = error_fields(&m.errors);
+    e.id = EventId::derive(EventKind::Message, &[m.id.as_str()]);
+    e
+}
+
+fn set_person(e: &mut Event<'_>, raw: Option<&Text<'_>>, ctx: &SplitContext<'_>) {
+    if let Some(raw) = raw.filter(|t| !t.is_empty()) {
+        let person = Person::protect(ctx.pepper, raw.as_str());
+        e.person_masked = Some(person.masked);
+        e.person_hash = Some(person.hash);
+    }
+}
+
+/// The first error's code and title; later ones are rare and repeat the first.
+fn error_fields<'w>(errors: &'w [ErrorInfo<'_>]) -> (Option<i64>, Option<Cow<'w, str>>) {
+    match errors.first() {
+        Some(err) => (err.code.as_ref().and_then(Text::as_i64), opt(&err.title)),
+        None => (None, None),
+    }
+}
+
+fn as_bool(t: &Text<'_>) -> Option<bool> {
+    match t.as_str() {
+        "true" => Some(true),
+        "false" => Some(false),
+        _ => None,
+    }
+}
+
+fn borrow<'w>(t: &'w Text<'_>) -> Cow<'w, str> {
+    Cow::Borrowed(t.as_str())
+}
+
+fn opt<'w>(t: &'w Option<Text<'_>>) -> Option<Cow<'w, str>> {
+    t.as_ref().filter(|t| !t.is_empty()).map(borrow)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FIXTURES: &[(&str, &str)] = &[
+        (
+            "status_sent",
+            include_str!("../../tests/fixtures/status_sent.json"),
+        ),
+        (
+            "status_read_pmp",
+            include_str!("../../tests/fixtures/status_read_pmp.json"),
+        ),
+        (
+            "status_failed",
+            include_str!("../../tests/fixtures/status_failed.json"),
+        ),
+        (
+            "inbound_mix",
+            include_str!("../../tests/fixtures/inbound_mix.json"),
+        ),
+        ("updates", include_str!("../../tests/fixtures/updates.json")),
+        (
+            "value_errors",
+            include_str!("../../tests/fixtures/value_errors.json"),
+        ),
+    ];
+    /// Customer numbers that appear in the fixtures and must never leave masked.
+    const CUSTOMERS: &[&str] = &[
+        "15551234567",
+        "919876544321",
+        "447700900123",
+        "919000012345",
+    ];
+
+    fn events_json(fixture: &str) -> Vec<serde_json::Value> {
+        let pepper = Pepper::new(b"test-pepper-0123456789");
+        let ctx = SplitContext {
+            pepper: &pepper,
+            received_ms: 1_750_040_000_123,
+        };
+        let mut body = fixture.as_bytes().to_vec();
+        let hook = parse(&mut body).expect("fixture parses");
+        let mut out = Vec::new();
+        split(&hook, &ctx, |e| {
+            out.push(serde_json::to_value(e).expect("serializes"));
+            Ok::<_, ()>(())
+        })
+        .expect("split");
+        out
+    }
+
+    fn fixture(name: &str) -> &'static str {
+        FIXTURES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, f)| *f)
+            .expect("fixture")
+    }
+
+    #[test]
+    fn a_status_keeps_its_metadata_and_masks_the_recipient() {
+        let events = events_json(fixture("status_sent"));
+        assert_eq!(events.len(), 1);
+        let e = &events[0];
+        assert_eq!(e["kind"], "status");
+        assert_eq!(e["status"], "sent");
+        assert_eq!(e["ts"], 1_750_030_073);
+        assert_eq!(e["waba_id"], "102290129340398");
+        assert_eq!(e["phone_number_id"], "106540352242922");
+        assert_eq!(e["person_masked"], "15XXXXX4567");
+        let hash = Pepper::new(b"test-pepper-0123456789").hash_phone("15551234567");
+        assert_eq!(e["person_hash"], hash.to_hex().as_str());
+        assert_eq!(e["conversation_origin"], "marketing");
+        assert_eq!(e["conversation_expiration_ts"], 1_750_116_480);
+        assert_eq!(e["pricing_model"], "CBP");
+        assert_eq!(e["billable"], true);
+        assert_eq!(e["received_ms"], 1_750_040_000_123u64);
+    }
+
+    #[test]
+    fn failed_statuses_keep_code_and_title_only() {
+        let e = &events_json(fixture("status_failed"))[0];
+        assert_eq!(e["error_code"], 131_026);
+        assert_eq!(e["error_title"], "Message undeliverable");
+    }
+
+    #[test]
+    fn every_inbound_type_becomes_one_message_event() {
+        let events = events_json(fixture("inbound_mix"));
+        let types: Vec<&str> = events
+            .iter()
+            .map(|e| e["message_type"].as_str().unwrap_or(""))
+            .collect();
+        assert_eq!(
+            types,
+            [
+                "text",
+                "image",
+                "location",
+                "contacts",
+                "interactive",
+                "reaction",
+                "text",
+                "order",
+                "system",
+                "unsupported"
+            ]
+        );
+        assert!(events
+            .iter()
+            .all(|e| e["kind"] == "message" && e["person_masked"] == "91XXXXXX4321"));
+        assert_eq!(events[1]["forwarded"], true);
+        assert_eq!(events[6]["from_ad"], true);
+        assert_eq!(events[0]["from_ad"], false);
+        assert_eq!(events[9]["error_code"], 131_051);
+    }
+
+    #[test]
+    fn updates_and_unknown_fields_are_kept() {
+        let events = events_json(fixture("updates"));
+        let kinds: Vec<&str> = events
+            .iter()
+            .map(|e| e["kind"].as_str().unwrap_or(""))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "template_status",
+                "template_quality",
+                "phone_quality",
+                "account_update",
+                "other"
+            ]
+        );
+        assert_eq!(events[0]["template_id"], "1258429988523040");
+        assert_eq!(events[0]["update_event"], "APPROVED");
+        assert_eq!(events[1]["new_quality"], "YELLOW");
+        assert_eq!(events[2]["current_limit"], "TIER_1K");
+        assert_eq!(events[4]["field"], "brand_new_field");
+        assert!(events.iter().all(|e| e["ts"] == 1_750_032_000));
+    }
+
+    #[test]
+    fn value_level_errors_are_events() {
+        let events = events_json(fixture("value_errors"));
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0]["kind"], "error");
+        assert_eq!(events[0]["error_code"], 131_047);
+    }
+
+    #[test]
+    fn no_content_and_no_number_survives_any_fixture() {
+        for (name, body) in FIXTURES {
+            for e in events_json(body) {
+                let text = e.to_string();
+                assert!(!text.contains("SECRET"), "{name}: content leaked: {text}");
+                for n in CUSTOMERS {
+                    assert!(!text.contains(n), "{name}: number {n} leaked: {text}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn retries_of_a_webhook_give_the_same_ids_and_distinct_updates_differ() {
+        let first = events_json(fixture("status_read_pmp"));
+        let again = events_json(fixture("status_read_pmp"));
+        assert_eq!(first[0]["id"], again[0]["id"]);
+        assert_ne!(first[0]["id"], first[1]["id"]);
+        for (name, body) in FIXTURES {
+            let ids: std::collections::HashSet<String> = events_json(body)
+                .iter()
+                .map(|e| e["id"].to_string())
+                .collect();
+            assert_eq!(ids.len(), events_json(body).len(), "{name}: ids collide");
+        }
+    }
+
+    #[test]
+    fn serde_json_reads_the_same_typed_structs() {
+        for (name, body) in FIXTURES {
+            let hook: Webhook = serde_json::from_str(body).expect("serde_json parses");
+            let mut simd_body = body.as_bytes().to_vec();
+            let simd = parse(&mut simd_body).expect("simd parses");
+            assert_eq!(format!("{hook:?}"), format!("{simd:?}"), "{name}");
+        }
+    }
+
+    #[test]
+    fn bodies_that_are_not_webhooks_fail_to_parse() {
+        for bad in [
+            &b"not json"[..],
+            b"{\"entry\": 5}",
+            b"[]",
+            b"{\"entry\":[{\"changes\":[{\"field\":\"messages\",\"value\":{\"statuses\":[1]}}]}]",
+        ] {
+            let mut b = bad.to_vec();
+            assert!(parse(&mut b).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+        let mut empty = br#"{"object":"whatsapp_business_account","entry":[]}"#.to_vec();
+        assert_eq!(parse(&mut empty).map(|h| h.entry.len()).ok(), Some(0));
+    }
+}

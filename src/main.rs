@@ -1,0 +1,92 @@
+//! The `bluetick` binary: parses the command line, sets up logging and signals, dispatches.
+
+use anyhow::Context;
+use bluetick::config::Config;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+/// WhatsApp Business webhooks → Kafka → ClickHouse, keeping masked delivery metadata only.
+///
+/// Configuration comes from a TOML file (--config; see bluetick.example.toml) and from
+/// environment variables, which win: BLUETICK_<SECTION>_<KEY> for every key (for example
+/// BLUETICK_KAFKA_BROKERS), plus BLUETICK_LISTEN, BLUETICK_APP_SECRET,
+/// BLUETICK_APP_SECRET_PREVIOUS, BLUETICK_VERIFY_TOKEN, BLUETICK_PEPPER and BLUETICK_PEPPER_FILE.
+#[derive(Parser)]
+#[command(name = "bluetick", version, verbatim_doc_comment)]
+struct Cli {
+    /// TOML config file.
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "BLUETICK_CONFIG",
+        value_name = "FILE"
+    )]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Receive Meta's webhooks: verify X-Hub-Signature-256, drop content, mask phone numbers,
+    /// produce one event per status/message/update to Kafka, answer 200 once the broker acked.
+    ///
+    /// Routes: GET/POST /webhook, GET /metrics, GET /healthz, GET /readyz.
+    Ingest {
+        /// Address to listen on (overrides ingest.listen / BLUETICK_LISTEN).
+        #[arg(long, value_name = "HOST:PORT")]
+        listen: Option<String>,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("BLUETICK_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let mut cfg = Config::load(cli.config.as_deref())?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Ingest { listen } => {
+                if let Some(listen) = listen {
+                    cfg.ingest.listen = listen;
+                }
+                cfg.check_ingest()?;
+                let listener = tokio::net::TcpListener::bind(&cfg.ingest.listen)
+                    .await
+                    .with_context(|| format!("binding {}", cfg.ingest.listen))?;
+                bluetick::ingest::run(&cfg, listener, shutdown_signal()).await?;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutdown signal received");
+}
