@@ -1,1 +1,93 @@
-fn main() {}
+//! Cost of ingest's per-request work, per payload size, against its two floors: HMAC-SHA256
+//! alone and simd-json's typed parse alone on the same bytes. Also simd-json vs serde_json on
+//! the same borrowed types. `cargo bench --bench hot_path`.
+
+use bluetick::ingest::parse::{self, SplitContext};
+use bluetick::ingest::verify::{sign, Verifier};
+use bluetick::model::Webhook;
+use bluetick::privacy::Pepper;
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+
+const SECRET: &[u8] = b"bench-app-secret";
+
+fn statuses(n: usize) -> Vec<u8> {
+    let items: Vec<String> = (0..n)
+        .map(|i| {
+            format!(
+                r#"{{"id":"wamid.HBgMOTE5ODc2NTQ0MzIxFQIAERgSQzRGNzU2QjEzMEFBNjA3{i:08}AA==","status":"{}","timestamp":"{}","recipient_id":"9198{:08}","pricing":{{"billable":true,"pricing_model":"PMP","category":"utility","type":"regular"}}}}"#,
+                ["sent", "delivered", "read"][i % 3],
+                1_750_000_000 + i,
+                10_000_000 + i
+            )
+        })
+        .collect();
+    format!(
+        r#"{{"object":"whatsapp_business_account","entry":[{{"id":"102290129340398","changes":[{{"value":{{"messaging_product":"whatsapp","metadata":{{"display_phone_number":"15550783881","phone_number_id":"106540352242922"}},"statuses":[{}]}},"field":"messages"}}]}}]}}"#,
+        items.join(",")
+    )
+    .into_bytes()
+}
+
+fn payloads() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        ("1_status", statuses(1)),
+        ("100_statuses", statuses(100)),
+        ("1000_statuses", statuses(1000)),
+        (
+            "inbound_mix",
+            include_bytes!("../tests/fixtures/inbound_mix.json").to_vec(),
+        ),
+    ]
+}
+
+fn hot_path(c: &mut Criterion) {
+    let verifier = Verifier::new(SECRET, b"");
+    let pepper = Pepper::new(b"bench-pepper-0123456789");
+    for (name, body) in payloads() {
+        let sig = sign(SECRET, &body);
+        let mut g = c.benchmark_group(name);
+        g.throughput(Throughput::Bytes(body.len() as u64));
+        g.bench_function("hmac_sha256", |b| {
+            b.iter(|| verifier.verify(Some(sig.as_bytes()), &body).is_ok())
+        });
+        g.bench_function("simd_json_parse", |b| {
+            b.iter_batched_ref(
+                || body.clone(),
+                |buf| Webhook::parse(buf).map(|h| h.entry.len()).unwrap_or(0),
+                BatchSize::SmallInput,
+            )
+        });
+        g.bench_function("serde_json_parse", |b| {
+            b.iter(|| {
+                serde_json::from_slice::<Webhook>(&body)
+                    .map(|h| h.entry.len())
+                    .unwrap_or(0)
+            })
+        });
+        let mut out = Vec::with_capacity(1024);
+        g.bench_function("verify_parse_split_mask_encode", |b| {
+            b.iter_batched_ref(
+                || body.clone(),
+                |buf| {
+                    let ok = verifier.verify(Some(sig.as_bytes()), buf).is_ok();
+                    let hook = parse::parse(buf).expect("bench payload parses");
+                    let ctx = SplitContext {
+                        pepper: &pepper,
+                        received_ms: 1,
+                    };
+                    let mut bytes = 0usize;
+                    let _ = parse::split(&hook, &ctx, |e| {
+                        out.clear();
+                        serde_json::to_writer(&mut out, e).map(|()| bytes += out.len())
+                    });
+                    (ok, bytes)
+                },
+                BatchSize::SmallInput,
+            )
+        });
+        g.finish();
+    }
+}
+
+criterion_group!(benches, hot_path);
+criterion_main!(benches);

@@ -160,6 +160,9 @@ pub struct KafkaConfig {
     pub queue_max_kib: u64,
     /// Largest record; must exceed `ingest.max_body_bytes` so dead-lettered bodies fit.
     pub message_max_bytes: u64,
+    /// How long the producer retries a record (librdkafka message.timeout.ms). Longer than
+    /// `ingest.produce_timeout_ms` on purpose: see `ingest::produce`.
+    pub message_timeout_ms: u64,
 }
 
 impl Default for KafkaConfig {
@@ -177,6 +180,7 @@ impl Default for KafkaConfig {
             queue_max_messages: 200_000,
             queue_max_kib: 256 * 1024,
             message_max_bytes: 5 * 1024 * 1024,
+            message_timeout_ms: 300_000,
         }
     }
 }
@@ -411,5 +415,20 @@ mod tests {
         let mut cfg = Config::default();
         cfg.ingest.app_secret = Secret("hunter2".into());
         assert!(!format!("{cfg:?}").contains("hunter2"));
+    }
+}
+
+#[cfg(test)]
+mod example_file {
+    use super::*;
+
+    /// The example documents every key with its default value.
+    #[test]
+    fn example_config_lists_every_key_with_its_default() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("bluetick.example.toml");
+        let example: toml::Table = read_table(&path).expect("example parses");
+        let defaults = toml::Table::try_from(Config::default()).expect("defaults serialize");
+        assert_eq!(example, defaults);
+        Config::load_with(Some(&path), |_| None).expect("example loads");
     }
 }

@@ -41,9 +41,7 @@ pub fn state(cfg: &Config) -> Result<http::State, IngestError> {
         security_topic: cfg.kafka.security_topic.clone(),
         dead_letter_topic: cfg.kafka.dead_letter_topic.clone(),
     };
-    // librdkafka gives up on a record a little after the request stopped waiting for it, so
-    // a 503 is never followed by a silent late failure of the same record.
-    let producer = produce::Producer::new(&cfg.kafka, settings.produce_timeout)?;
+    let producer = produce::Producer::new(&cfg.kafka)?;
     Ok(http::State::new(
         settings,
         verify::Verifier::new(

@@ -46,8 +46,11 @@ pub struct Producer {
 }
 
 impl Producer {
-    /// `ack_timeout` bounds how long librdkafka retries a record before failing it.
-    pub fn new(cfg: &KafkaConfig, ack_timeout: Duration) -> Result<Self, KafkaError> {
+    /// Records are retried for `kafka.message_timeout_ms`, longer than a request waits: a
+    /// request that gave up (503) may still see its records delivered, which is harmless
+    /// (Meta's retry carries the same event ids, deduplicated downstream) and spares the
+    /// idempotent producer the epoch reset that timed-out records force.
+    pub fn new(cfg: &KafkaConfig) -> Result<Self, KafkaError> {
         let inner = client_config(cfg)
             .set("client.id", "bluetick-ingest")
             .set("enable.idempotence", "true")
@@ -60,7 +63,7 @@ impl Producer {
             )
             .set("queue.buffering.max.kbytes", cfg.queue_max_kib.to_string())
             .set("message.max.bytes", cfg.message_max_bytes.to_string())
-            .set("message.timeout.ms", ack_timeout.as_millis().to_string())
+            .set("message.timeout.ms", cfg.message_timeout_ms.to_string())
             .create()?;
         Ok(Producer { inner })
     }

@@ -226,3 +226,86 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod schema {
+    use super::*;
+    use crate::privacy::{Pepper, Person};
+    use std::collections::BTreeSet;
+
+    fn schema_properties(json: &str) -> BTreeSet<String> {
+        let schema: serde_json::Value = serde_json::from_str(json).expect("schema is JSON");
+        schema["properties"]
+            .as_object()
+            .expect("properties")
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    /// Every field of `Event` is documented in the schema, and nothing else is.
+    #[test]
+    fn event_schema_matches_the_type() {
+        let person = Person::protect(&Pepper::new(b"k"), "919876544321");
+        let s = || Some(Cow::Borrowed("x"));
+        let full = Event {
+            v: 1,
+            id: EventId(1),
+            kind: EventKind::Status,
+            received_ms: 1,
+            ts: 1,
+            waba_id: "w".into(),
+            field: "messages".into(),
+            phone_number_id: s(),
+            display_phone_number: s(),
+            message_id: s(),
+            status: s(),
+            message_type: s(),
+            person_masked: Some(person.masked),
+            person_hash: Some(person.hash),
+            context_message_id: s(),
+            forwarded: Some(true),
+            from_ad: Some(false),
+            conversation_id: s(),
+            conversation_origin: s(),
+            conversation_expiration_ts: Some(1),
+            pricing_model: s(),
+            pricing_category: s(),
+            pricing_type: s(),
+            billable: Some(true),
+            error_code: Some(1),
+            error_title: s(),
+            template_id: s(),
+            template_name: s(),
+            template_language: s(),
+            update_event: s(),
+            reason: s(),
+            previous_quality: s(),
+            new_quality: s(),
+            current_limit: s(),
+        };
+        let value = serde_json::to_value(&full).expect("serialize");
+        let fields: BTreeSet<String> = value.as_object().expect("object").keys().cloned().collect();
+        assert_eq!(
+            fields,
+            schema_properties(include_str!("../../schemas/event.v1.schema.json"))
+        );
+    }
+
+    #[test]
+    fn security_schema_matches_the_type() {
+        let e = SecurityEvent {
+            v: 1,
+            received_ms: 1,
+            source_ip: "127.0.0.1".into(),
+            reason: "bad_signature".into(),
+            route: "webhook".into(),
+        };
+        let value = serde_json::to_value(&e).expect("serialize");
+        let fields: BTreeSet<String> = value.as_object().expect("object").keys().cloned().collect();
+        assert_eq!(
+            fields,
+            schema_properties(include_str!("../../schemas/security.v1.schema.json"))
+        );
+    }
+}

@@ -1,0 +1,303 @@
+//! Shared harness for integration tests against the real broker (and, later, ClickHouse)
+//! that `scripts/services.sh start` runs: starts the ingest server in-process on port 0 with
+//! fresh topics per test, signs bodies like Meta, and reads topics back with a deadline.
+#![allow(dead_code)]
+
+use bluetick::config::{Config, Secret};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const SECRET: &str = "test-app-secret";
+pub const TOKEN: &str = "test-verify-token";
+pub const PEPPER: &str = "test-pepper-0123456789";
+
+/// The broker the suite runs against; fails loudly if none listens.
+pub fn brokers() -> String {
+    let addr = std::env::var("BLUETICK_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into());
+    let first = addr.split(',').next().unwrap_or_default().to_string();
+    if std::net::TcpStream::connect_timeout(
+        &first.parse().expect("BLUETICK_TEST_KAFKA is host:port"),
+        Duration::from_secs(2),
+    )
+    .is_err()
+    {
+        panic!(
+            "no Kafka-protocol broker on {first}: start one with `scripts/services.sh start` \
+             (or point BLUETICK_TEST_KAFKA at one)"
+        );
+    }
+    addr
+}
+
+/// A name no other test or run uses.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!(
+        "{prefix}-{}-{}-{nanos}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Config for one test: real broker, fresh topics, test secrets.
+pub fn config() -> Config {
+    let mut cfg = Config::default();
+    cfg.kafka.brokers = brokers();
+    let run = unique("t");
+    cfg.kafka.events_topic = format!("{run}.events");
+    cfg.kafka.security_topic = format!("{run}.security");
+    cfg.kafka.dead_letter_topic = format!("{run}.dlq");
+    cfg.kafka.partitions = 3;
+    cfg.kafka.linger_ms = 1;
+    cfg.ingest.listen = "127.0.0.1:0".into();
+    cfg.ingest.app_secret = Secret(SECRET.into());
+    cfg.ingest.verify_token = Secret(TOKEN.into());
+    cfg.ingest.produce_timeout_ms = 5_000;
+    cfg.privacy.pepper = Secret(PEPPER.into());
+    cfg
+}
+
+pub struct Server {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), bluetick::ingest::IngestError>>,
+}
+
+impl Server {
+    pub async fn start(cfg: &Config) -> Server {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = oneshot::channel::<()>();
+        let cfg = cfg.clone();
+        let task = tokio::spawn(async move {
+            bluetick::ingest::run(&cfg, listener, async {
+                let _ = rx.await;
+            })
+            .await
+        });
+        let server = Server {
+            addr,
+            stop: Some(tx),
+            task,
+        };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while get(addr, "/healthz").await.status != 200 {
+            assert!(Instant::now() < deadline, "ingest did not answer /healthz");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        server
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        let result = tokio::time::timeout(Duration::from_secs(20), &mut self.task)
+            .await
+            .expect("ingest stops within its grace period");
+        result.expect("task").expect("ingest exits cleanly");
+    }
+}
+
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: http::HeaderMap,
+    pub body: String,
+}
+
+pub fn sign(body: &[u8]) -> String {
+    bluetick::ingest::verify::sign(SECRET.as_bytes(), body)
+}
+
+/// POSTs `body` to /webhook, signed with the test secret, as Meta does.
+pub async fn post_signed(addr: SocketAddr, body: &[u8]) -> Reply {
+    let sig = sign(body);
+    post(
+        addr,
+        body,
+        &[
+            ("content-type", "application/json"),
+            ("x-hub-signature-256", &sig),
+        ],
+    )
+    .await
+}
+
+pub async fn post(addr: SocketAddr, body: &[u8], headers: &[(&str, &str)]) -> Reply {
+    let mut req = http::Request::post(format!("http://{addr}/webhook"));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    send(
+        req.body(Full::new(Bytes::copy_from_slice(body)))
+            .expect("request"),
+    )
+    .await
+}
+
+pub async fn get(addr: SocketAddr, path_and_query: &str) -> Reply {
+    let req = http::Request::get(format!("http://{addr}{path_and_query}"))
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    send(req).await
+}
+
+async fn send(req: http::Request<Full<Bytes>>) -> Reply {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let resp = tokio::time::timeout(Duration::from_secs(30), client.request(req))
+        .await
+        .expect("answer within 30 s");
+    let Ok(resp) = resp else {
+        return Reply {
+            status: 0,
+            headers: http::HeaderMap::new(),
+            body: String::new(),
+        };
+    };
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    Reply {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+    pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl Record {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.payload).expect("record is JSON")
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.payload).into_owned()
+    }
+}
+
+/// Reads `topic` from the beginning until `expected` records arrived (then `settle` longer,
+/// to catch extras) or `within` passed. Returns what it read.
+pub async fn consume(brokers: &str, topic: &str, expected: usize, within: Duration) -> Vec<Record> {
+    let (brokers, topic) = (brokers.to_string(), topic.to_string());
+    tokio::task::spawn_blocking(move || consume_blocking(&brokers, &topic, expected, within))
+        .await
+        .expect("consumer thread")
+}
+
+fn consume_blocking(brokers: &str, topic: &str, expected: usize, within: Duration) -> Vec<Record> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", unique("reader"))
+        .set("enable.auto.commit", "false")
+        .set("log_level", "3")
+        .create()
+        .expect("consumer");
+    let meta = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("topic metadata");
+    let mut tpl = TopicPartitionList::new();
+    for t in meta.topics() {
+        for p in t.partitions() {
+            tpl.add_partition_offset(topic, p.id(), Offset::Beginning)
+                .expect("partition");
+        }
+    }
+    consumer.assign(&tpl).expect("assign");
+    let deadline = Instant::now() + within;
+    let mut settle_until: Option<Instant> = None;
+    let mut out = Vec::new();
+    loop {
+        let now = Instant::now();
+        if now >= deadline || settle_until.is_some_and(|s| now >= s) {
+            break;
+        }
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            let headers = m
+                .headers()
+                .map(|h| {
+                    h.iter()
+                        .map(|x| (x.key.to_string(), x.value.unwrap_or_default().to_vec()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.push(Record {
+                key: m.key().map(<[u8]>::to_vec),
+                payload: m.payload().unwrap_or_default().to_vec(),
+                headers,
+            });
+        }
+        if out.len() >= expected && settle_until.is_none() {
+            settle_until = Some(Instant::now() + Duration::from_millis(1500));
+        }
+    }
+    out
+}
+
+/// A webhook with `n` distinct statuses spread over two entries; returns the body and the
+/// customer numbers in it.
+pub fn statuses_body(n: usize, tag: &str) -> (Vec<u8>, Vec<String>) {
+    let statuses = ["sent", "delivered", "read", "failed"];
+    let mut numbers = Vec::with_capacity(n);
+    let make = |range: std::ops::Range<usize>,
+                numbers: &mut Vec<String>|
+     -> Vec<serde_json::Value> {
+        range
+            .map(|i| {
+                let number = format!("9198{:08}", 10_000_000 + i);
+                numbers.push(number.clone());
+                serde_json::json!({
+                    "id": format!("wamid.{tag}.{i:06}"),
+                    "status": statuses[i % statuses.len()],
+                    "timestamp": (1_750_000_000 + i).to_string(),
+                    "recipient_id": number,
+                    "biz_opaque_callback_data": "SECRET-OPAQUE",
+                    "pricing": {"billable": true, "pricing_model": "PMP", "category": "utility", "type": "regular"}
+                })
+            })
+            .collect()
+    };
+    let half = n / 2;
+    let first = make(0..half, &mut numbers);
+    let second = make(half..n, &mut numbers);
+    let change = |statuses: Vec<serde_json::Value>| {
+        serde_json::json!({"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550783881", "phone_number_id": "106540352242922"},
+            "statuses": statuses}})
+    };
+    let body = serde_json::json!({
+        "object": "whatsapp_business_account",
+        "entry": [
+            {"id": "102290129340398", "changes": [change(first)]},
+            {"id": "102290129340399", "changes": [change(second)]}
+        ]
+    });
+    (serde_json::to_vec(&body).expect("json"), numbers)
+}
+
+pub fn fixture(name: &str) -> Vec<u8> {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
