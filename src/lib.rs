@@ -11,11 +11,13 @@
 //!   mask phone numbers, produce, answer 200 only after the broker acked.
 //! - [`privacy`]: masking and keyed hashing of phone numbers.
 //! - [`kafka`]: client settings and topic creation shared by the components.
+//! - [`migrate`]: the versioned ClickHouse schema (`schemas/clickhouse/`) and Kafka topics.
 //! - [`config`], [`metrics`]: configuration (file + `BLUETICK_*` env) and Prometheus metrics.
 
 pub mod config;
 pub mod ingest;
 pub mod kafka;
 pub mod metrics;
+pub mod migrate;
 pub mod model;
 pub mod privacy;

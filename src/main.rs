@@ -38,10 +38,30 @@ enum Command {
         #[arg(long, value_name = "HOST:PORT")]
         listen: Option<String>,
     },
+    /// Create or update the ClickHouse schema (database, tables, views) from the versioned
+    /// files in schemas/clickhouse/, and create the Kafka topics.
+    ///
+    /// Safe to run repeatedly: applied files are recorded with their SHA-256 in
+    /// schema_migrations and skipped; a recorded file whose contents changed is refused.
+    Migrate {
+        /// Only the ClickHouse schema; leave Kafka alone.
+        #[arg(long)]
+        skip_kafka: bool,
+    },
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bluetick: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("BLUETICK_LOG")
@@ -62,6 +82,13 @@ fn main() -> anyhow::Result<()> {
                     .await
                     .with_context(|| format!("binding {}", cfg.ingest.listen))?;
                 bluetick::ingest::run(&cfg, listener, shutdown_signal()).await?;
+            }
+            Command::Migrate { skip_kafka } => {
+                let mut out = std::io::stdout();
+                bluetick::migrate::run(&cfg, &mut out).await?;
+                if !skip_kafka {
+                    bluetick::migrate::topics(&cfg, &mut out).await?;
+                }
             }
         }
         Ok(())

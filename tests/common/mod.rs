@@ -39,6 +39,27 @@ pub fn brokers() -> String {
     addr
 }
 
+/// The ClickHouse HTTP URL the suite runs against; fails loudly if none answers.
+pub fn clickhouse_url() -> String {
+    let url = std::env::var("BLUETICK_TEST_CLICKHOUSE")
+        .unwrap_or_else(|_| "http://127.0.0.1:8123".into());
+    let host = url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let reachable = host
+        .parse::<std::net::SocketAddr>()
+        .ok()
+        .and_then(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_secs(2)).ok())
+        .is_some();
+    assert!(
+        reachable,
+        "no ClickHouse on {url}: start one with `scripts/services.sh start` \
+         (or point BLUETICK_TEST_CLICKHOUSE at one)"
+    );
+    url
+}
+
 /// A name no other test or run uses.
 pub fn unique(prefix: &str) -> String {
     static N: AtomicU64 = AtomicU64::new(0);
@@ -67,6 +88,7 @@ pub fn config() -> Config {
     cfg.ingest.verify_token = Secret(TOKEN.into());
     cfg.ingest.produce_timeout_ms = 5_000;
     cfg.privacy.pepper = Secret(PEPPER.into());
+    cfg.clickhouse.database = unique("bt").replace('-', "_");
     cfg
 }
 
