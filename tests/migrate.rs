@@ -171,12 +171,5 @@ fn the_binary_migrates_with_only_environment_variables() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let mut cfg = cfg;
     cfg.clickhouse.url = clickhouse_url();
-    rt.block_on(async {
-        let sql = format!("DROP DATABASE IF EXISTS `{}`", cfg.clickhouse.database);
-        migrate::client(&cfg.clickhouse)
-            .query(&sql)
-            .execute()
-            .await
-            .expect("drop");
-    });
+    rt.block_on(drop_database(&cfg));
 }

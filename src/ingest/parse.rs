@@ -300,6 +300,14 @@ mod tests {
         out
     }
 
+    /// One string field of every event, in order.
+    fn column<'e>(events: &'e [serde_json::Value], name: &str) -> Vec<&'e str> {
+        events
+            .iter()
+            .map(|e| e[name].as_str().unwrap_or(""))
+            .collect()
+    }
+
     fn fixture(name: &str) -> &'static str {
         FIXTURES
             .iter()
@@ -338,10 +346,7 @@ mod tests {
     #[test]
     fn every_inbound_type_becomes_one_message_event() {
         let events = events_json(fixture("inbound_mix"));
-        let types: Vec<&str> = events
-            .iter()
-            .map(|e| e["message_type"].as_str().unwrap_or(""))
-            .collect();
+        let types = column(&events, "message_type");
         assert_eq!(
             types,
             [
@@ -369,10 +374,7 @@ mod tests {
     #[test]
     fn updates_and_unknown_fields_are_kept() {
         let events = events_json(fixture("updates"));
-        let kinds: Vec<&str> = events
-            .iter()
-            .map(|e| e["kind"].as_str().unwrap_or(""))
-            .collect();
+        let kinds = column(&events, "kind");
         assert_eq!(
             kinds,
             [
