@@ -77,6 +77,8 @@ pub struct Config {
     pub privacy: PrivacyConfig,
     pub kafka: KafkaConfig,
     pub clickhouse: ClickHouseConfig,
+    pub sink: SinkConfig,
+    pub retention: RetentionConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -202,6 +204,63 @@ impl Default for ClickHouseConfig {
             database: "bluetick".into(),
             user: "default".into(),
             password: Secret::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SinkConfig {
+    /// Kafka consumer group; sink replicas in one group share the partitions.
+    pub group_id: String,
+    /// Address of the sink's /metrics and /healthz, `host:port`.
+    pub listen: String,
+    /// A batch is written when it holds this many records…
+    pub batch_max_rows: u64,
+    /// …or this many bytes of Kafka payload…
+    pub batch_max_bytes: u64,
+    /// …or its first record waited this long.
+    pub batch_max_age_ms: u64,
+    /// One INSERT may take this long before it counts as failed and is retried.
+    pub insert_timeout_ms: u64,
+    /// First wait after a failed INSERT; doubles per failure up to `retry_max_ms`.
+    pub retry_initial_ms: u64,
+    pub retry_max_ms: u64,
+}
+
+impl Default for SinkConfig {
+    fn default() -> Self {
+        SinkConfig {
+            group_id: "bluetick-sink".into(),
+            listen: "127.0.0.1:9091".into(),
+            batch_max_rows: 50_000,
+            batch_max_bytes: 32 * 1024 * 1024,
+            batch_max_age_ms: 1_000,
+            insert_timeout_ms: 30_000,
+            retry_initial_ms: 250,
+            retry_max_ms: 30_000,
+        }
+    }
+}
+
+/// Days each table keeps, counted from the event time. `bluetick retention` drops a day's
+/// partition once all of it is older; the sink does not write rows already that old.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    pub message_status_days: u32,
+    pub inbound_message_days: u32,
+    pub account_event_days: u32,
+    pub security_event_days: u32,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            message_status_days: 90,
+            inbound_message_days: 90,
+            account_event_days: 90,
+            security_event_days: 180,
         }
     }
 }

@@ -38,6 +38,27 @@ enum Command {
         #[arg(long, value_name = "HOST:PORT")]
         listen: Option<String>,
     },
+    /// Move events from Kafka into ClickHouse: batches by rows, bytes or age, inserts with
+    /// RowBinary, commits offsets only after the rows are stored.
+    ///
+    /// ClickHouse down → the batch is retried with backoff and nothing is committed; records
+    /// ClickHouse refuses for their content, or that do not decode, go to the dead-letter
+    /// topic with the reason. Rows already past their table's retention are skipped.
+    /// Serves GET /metrics and GET /healthz on sink.listen.
+    Sink {
+        /// Address of /metrics and /healthz (overrides sink.listen).
+        #[arg(long, value_name = "HOST:PORT")]
+        listen: Option<String>,
+    },
+    /// Drop day partitions older than each table's retention ([retention] in the config:
+    /// status, inbound and account data 90 days, security events 180 by default).
+    ///
+    /// Prints each partition it drops and a summary. Safe to run from cron at any time.
+    Retention {
+        /// Print what would be dropped; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Create or update the ClickHouse schema (database, tables, views) from the versioned
     /// files in schemas/clickhouse/, and create the Kafka topics.
     ///
@@ -82,6 +103,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     .await
                     .with_context(|| format!("binding {}", cfg.ingest.listen))?;
                 bluetick::ingest::run(&cfg, listener, shutdown_signal()).await?;
+            }
+            Command::Sink { listen } => {
+                if let Some(listen) = listen {
+                    cfg.sink.listen = listen;
+                }
+                let listener = tokio::net::TcpListener::bind(&cfg.sink.listen)
+                    .await
+                    .with_context(|| format!("binding {}", cfg.sink.listen))?;
+                bluetick::sink::run(&cfg, listener, shutdown_signal()).await?;
+            }
+            Command::Retention { dry_run } => {
+                bluetick::retention::run(&cfg, dry_run, &mut std::io::stdout()).await?;
             }
             Command::Migrate { skip_kafka } => {
                 let mut out = std::io::stdout();

@@ -18,9 +18,26 @@ pub const INGEST_PRODUCER_QUEUE: &str = "bluetick_ingest_producer_queue_messages
 pub const INGEST_DEAD_LETTERS: &str = "bluetick_ingest_dead_letters_total";
 pub const INGEST_DROPPED: &str = "bluetick_ingest_dropped_total";
 
+pub const SINK_ROWS: &str = "bluetick_sink_rows_total";
+pub const SINK_INSERT_SECONDS: &str = "bluetick_sink_insert_duration_seconds";
+pub const SINK_BATCH_ROWS: &str = "bluetick_sink_batch_rows";
+pub const SINK_BATCH_SECONDS: &str = "bluetick_sink_batch_duration_seconds";
+pub const SINK_EVENT_DELAY_SECONDS: &str = "bluetick_sink_event_delay_seconds";
+pub const SINK_CONSUMER_LAG: &str = "bluetick_sink_consumer_lag_messages";
+pub const SINK_DEAD_LETTERS: &str = "bluetick_sink_dead_letters_total";
+pub const SINK_EXPIRED: &str = "bluetick_sink_expired_rows_total";
+pub const SINK_RETRIES: &str = "bluetick_sink_retries_total";
+pub const SINK_COMMIT_FAILURES: &str = "bluetick_sink_commit_failures_total";
+pub const SINK_CONSUME_ERRORS: &str = "bluetick_sink_consume_errors_total";
+
 /// Latency buckets (seconds) from 0.5 ms to 10 s: Meta's targets are 250 ms median, 1 s tail.
 const SECONDS_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Batch size buckets (records): from single records to well past the default 50k cap.
+const ROWS_BUCKETS: &[f64] = &[
+    1.0, 10.0, 100.0, 1_000.0, 5_000.0, 10_000.0, 25_000.0, 50_000.0, 100_000.0,
 ];
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -33,6 +50,7 @@ pub fn install() -> PrometheusHandle {
 fn build() -> PrometheusHandle {
     let builder = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS_BUCKETS)
+        .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_rows".into()), ROWS_BUCKETS))
         .unwrap_or_else(|_| PrometheusBuilder::new());
     let handle = match builder.install_recorder() {
         Ok(h) => h,
@@ -77,4 +95,82 @@ fn describe() {
         "Signed bodies that failed to parse, kept raw."
     );
     describe_counter!(INGEST_DROPPED, "Records not written, by cause.");
+
+    describe_counter!(SINK_ROWS, "Rows inserted into ClickHouse, by table.");
+    describe_histogram!(
+        SINK_INSERT_SECONDS,
+        Unit::Seconds,
+        "Time to insert one batch's rows into a table, retries included."
+    );
+    describe_histogram!(SINK_BATCH_ROWS, "Kafka records per batch.");
+    describe_histogram!(
+        SINK_BATCH_SECONDS,
+        Unit::Seconds,
+        "Time to store a batch: decode, inserts, dead letters, commit."
+    );
+    describe_histogram!(
+        SINK_EVENT_DELAY_SECONDS,
+        Unit::Seconds,
+        "From the webhook's arrival at ingest to its row's insert: how stale dashboards are."
+    );
+    describe_gauge!(
+        SINK_CONSUMER_LAG,
+        "Records in a partition after the committed offset."
+    );
+    describe_counter!(
+        SINK_DEAD_LETTERS,
+        "Records sent to the dead-letter topic (undecodable, or refused by ClickHouse)."
+    );
+    describe_counter!(
+        SINK_EXPIRED,
+        "Rows not written because they were already past their table's retention."
+    );
+    describe_counter!(SINK_RETRIES, "Failed attempts that were retried, by step.");
+    describe_counter!(
+        SINK_COMMIT_FAILURES,
+        "Offset commits the broker refused (the records are read again)."
+    );
+    describe_counter!(SINK_CONSUME_ERRORS, "Errors reported by the consumer.");
+}
+
+/// Serves `GET /metrics` and `GET /healthz` on `listener` until `shutdown` completes: the
+/// endpoint of components that have no HTTP server of their own (the sink).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    handle: PrometheusHandle,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use hyper::{Method, Response, StatusCode};
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => return,
+        };
+        let handle = handle.clone();
+        let service = hyper::service::service_fn(move |req: hyper::Request<_>| {
+            let (status, body) = match (req.method(), req.uri().path()) {
+                (&Method::GET, "/metrics") => (StatusCode::OK, handle.render()),
+                (&Method::GET, "/healthz") => (StatusCode::OK, "ok\n".to_string()),
+                _ => (StatusCode::NOT_FOUND, "not found\n".to_string()),
+            };
+            let mut response = Response::new(Full::new(Bytes::from(body)));
+            *response.status_mut() = status;
+            std::future::ready(Ok::<_, std::convert::Infallible>(response))
+        });
+        tokio::spawn(async move {
+            let io = hyper_util::rt::TokioIo::new(stream);
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, service)
+                .await;
+        });
+    }
 }

@@ -15,15 +15,6 @@ async fn tables(cfg: &bluetick::config::Config) -> Vec<String> {
         .expect("system.tables")
 }
 
-async fn drop_database(cfg: &bluetick::config::Config) {
-    let sql = format!("DROP DATABASE IF EXISTS `{}`", cfg.clickhouse.database);
-    migrate::client(&cfg.clickhouse)
-        .query(&sql)
-        .execute()
-        .await
-        .expect("drop database");
-}
-
 #[tokio::test]
 async fn migrate_creates_the_schema_once_and_is_safe_to_repeat() {
     let mut cfg = config();

@@ -323,3 +323,267 @@ pub fn fixture(name: &str) -> Vec<u8> {
     let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
+
+/// Seconds since the Unix epoch now: sink tests need fresh event times, because the sink
+/// skips rows already past retention.
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs()
+}
+
+/// One status update for [`status_body`].
+#[derive(Debug, Clone)]
+pub struct Status {
+    pub message_id: String,
+    pub status: &'static str,
+    pub ts: u64,
+    pub number: String,
+}
+
+/// A webhook carrying `statuses` in the given order, with pricing, a conversation, an
+/// error for failures, and content markers (`SECRET`) that must never be stored.
+pub fn status_body(statuses: &[Status]) -> Vec<u8> {
+    let list: Vec<serde_json::Value> = statuses
+        .iter()
+        .map(|s| {
+            let mut v = serde_json::json!({
+                "id": s.message_id,
+                "status": s.status,
+                "timestamp": s.ts.to_string(),
+                "recipient_id": s.number,
+                "biz_opaque_callback_data": "SECRET-OPAQUE",
+                "conversation": {"id": "conv-1", "origin": {"type": "marketing"}},
+                "pricing": {"billable": true, "pricing_model": "PMP", "category": "marketing", "type": "regular"}
+            });
+            if s.status == "failed" {
+                v["errors"] = serde_json::json!([{"code": 131049, "title": "Not delivered",
+                    "message": "SECRET-MESSAGE", "error_data": {"details": "SECRET-DETAILS"}}]);
+            }
+            v
+        })
+        .collect();
+    let body = serde_json::json!({
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "102290129340398", "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550783881", "phone_number_id": "106540352242922"},
+            "statuses": list}}]}]
+    });
+    serde_json::to_vec(&body).expect("json")
+}
+
+/// The ClickHouse client of a test config, in its database.
+pub fn ch(cfg: &Config) -> clickhouse::Client {
+    bluetick::migrate::client(&cfg.clickhouse).with_database(&cfg.clickhouse.database)
+}
+
+/// Creates the test's database and tables.
+pub async fn migrate(cfg: &Config) {
+    let mut out = Vec::new();
+    bluetick::migrate::run(cfg, &mut out)
+        .await
+        .expect("migrate the test database");
+}
+
+pub async fn drop_database(cfg: &Config) {
+    let sql = format!("DROP DATABASE IF EXISTS `{}`", cfg.clickhouse.database);
+    bluetick::migrate::client(&cfg.clickhouse)
+        .query(&sql)
+        .execute()
+        .await
+        .expect("drop database");
+}
+
+/// A single number from `sql`.
+pub async fn scalar(cfg: &Config, sql: &str) -> u64 {
+    ch(cfg)
+        .query(sql)
+        .fetch_one::<u64>()
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+/// Polls `sql` until it returns `expected` or `within` passes; returns the last value.
+pub async fn wait_for_scalar(cfg: &Config, sql: &str, expected: u64, within: Duration) -> u64 {
+    let deadline = Instant::now() + within;
+    loop {
+        let got = ch(cfg).query(sql).fetch_one::<u64>().await.unwrap_or(0);
+        if got == expected || Instant::now() >= deadline {
+            return got;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The sink, running in-process with its own consumer group.
+pub struct Sink {
+    pub metrics: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<bluetick::sink::Totals, bluetick::sink::SinkError>>,
+}
+
+impl Sink {
+    pub async fn start(cfg: &Config) -> Sink {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let metrics = listener.local_addr().expect("addr");
+        let (tx, rx) = oneshot::channel::<()>();
+        let cfg = cfg.clone();
+        let task = tokio::spawn(async move {
+            bluetick::sink::run(&cfg, listener, async {
+                let _ = rx.await;
+            })
+            .await
+        });
+        Sink {
+            metrics,
+            stop: Some(tx),
+            task,
+        }
+    }
+
+    pub async fn stop(mut self) -> bluetick::sink::Totals {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        let result = tokio::time::timeout(Duration::from_secs(30), &mut self.task)
+            .await
+            .expect("sink stops");
+        result.expect("task").expect("sink exits cleanly")
+    }
+}
+
+/// Sink settings for tests: fresh group, short batches, fast retries.
+pub fn sink_config(cfg: &mut Config) {
+    cfg.clickhouse.url = clickhouse_url();
+    cfg.sink.group_id = unique("sink");
+    cfg.sink.batch_max_age_ms = 200;
+    cfg.sink.retry_initial_ms = 100;
+    cfg.sink.retry_max_ms = 1_000;
+    cfg.sink.insert_timeout_ms = 5_000;
+}
+
+/// A TCP relay to a real server that a test can cut and restore, to stage an outage of that
+/// server for one component without stopping it for the others.
+pub struct Relay {
+    pub addr: SocketAddr,
+    up: tokio::sync::watch::Sender<bool>,
+}
+
+impl Relay {
+    pub async fn start(target: SocketAddr) -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (up, rx) = tokio::sync::watch::channel(true);
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                let mut rx = rx.clone();
+                if !*rx.borrow() {
+                    continue; // down: the connection is dropped at once
+                }
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = rx.wait_for(|up| !*up) => {}
+                    }
+                });
+            }
+        });
+        Relay { addr, up }
+    }
+
+    /// Cuts every open connection and refuses new ones until [`Relay::restore`].
+    pub fn cut(&self) {
+        let _ = self.up.send(false);
+    }
+
+    pub fn restore(&self) {
+        let _ = self.up.send(true);
+    }
+}
+
+/// `sql`'s result as TSV text, read over ClickHouse's HTTP interface.
+pub async fn ch_text(cfg: &Config, sql: &str) -> String {
+    let url = format!(
+        "{}/?database={}",
+        cfg.clickhouse.url.trim_end_matches('/'),
+        cfg.clickhouse.database
+    );
+    let req = http::Request::post(url)
+        .body(Full::new(Bytes::from(sql.to_string())))
+        .expect("request");
+    let reply = send(req).await;
+    assert_eq!(reply.status, 200, "{sql}: {}", reply.body);
+    reply.body
+}
+
+/// Sum over `topic`'s partitions of (high watermark, offset committed by `group`).
+pub async fn group_progress(brokers: &str, group: &str, topic: &str) -> (i64, i64) {
+    let (brokers, group, topic) = (brokers.to_string(), group.to_string(), topic.to_string());
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &brokers)
+            .set("group.id", &group)
+            .set("enable.auto.commit", "false")
+            .set("log_level", "3")
+            .create()
+            .expect("consumer");
+        let timeout = Duration::from_secs(10);
+        let meta = consumer
+            .fetch_metadata(Some(&topic), timeout)
+            .expect("topic metadata");
+        let mut tpl = TopicPartitionList::new();
+        let mut high = 0;
+        for t in meta.topics() {
+            for p in t.partitions() {
+                tpl.add_partition(&topic, p.id());
+                let (_, hi) = consumer
+                    .fetch_watermarks(&topic, p.id(), timeout)
+                    .expect("watermarks");
+                high += hi;
+            }
+        }
+        let committed = consumer
+            .committed_offsets(tpl, timeout)
+            .expect("committed offsets");
+        let done: i64 = committed
+            .elements()
+            .iter()
+            .filter_map(|e| match e.offset() {
+                Offset::Offset(n) => Some(n),
+                _ => None,
+            })
+            .sum();
+        (high, done)
+    })
+    .await
+    .expect("admin thread")
+}
+
+/// Waits until `group` has committed everything in `topic`.
+pub async fn wait_committed(
+    brokers: &str,
+    group: &str,
+    topic: &str,
+    within: Duration,
+) -> (i64, i64) {
+    let deadline = Instant::now() + within;
+    loop {
+        let (high, done) = group_progress(brokers, group, topic).await;
+        if (high == done && high > 0) || Instant::now() >= deadline {
+            return (high, done);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}

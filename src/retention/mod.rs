@@ -1,0 +1,190 @@
+//! `bluetick retention`: drops the day partitions of each table whose every row is older than
+//! the table's retention (`[retention]` in the config).
+//!
+//! Retention is a partition drop, not a row delete: it is cheap, immediate and leaves no
+//! half-deleted day. It is safe to run from cron at any time and concurrently: it reads the
+//! live partition list each run, and dropping a partition that another run already dropped is
+//! a no-op in ClickHouse.
+
+use crate::config::Config;
+use crate::tables::{day_from_yyyymmdd, first_kept_day, yyyymmdd, Table};
+use serde::Deserialize;
+use std::io::Write;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RetentionError {
+    #[error("clickhouse at {url}: {source}")]
+    ClickHouse {
+        url: String,
+        source: clickhouse::error::Error,
+    },
+    #[error("writing the report: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// One day partition of one table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Partition {
+    pub table: Table,
+    /// `YYYYMMDD`, as `toYYYYMMDD(ts)` names it.
+    pub id: u32,
+    pub rows: u64,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// Partitions dropped (or, on a dry run, that would be).
+    pub dropped: Vec<Partition>,
+    /// Partitions left in place.
+    pub kept: usize,
+}
+
+#[derive(Debug, Deserialize, clickhouse::Row)]
+struct PartRow {
+    table: String,
+    partition: String,
+    rows: u64,
+}
+
+/// Drops expired partitions (none if `dry_run`), printing one line per partition and a
+/// summary to `out`.
+pub async fn run(
+    cfg: &Config,
+    dry_run: bool,
+    out: &mut impl Write,
+) -> Result<Outcome, RetentionError> {
+    let ch = &cfg.clickhouse;
+    let err = |source| RetentionError::ClickHouse {
+        url: ch.url.clone(),
+        source,
+    };
+    let client = crate::migrate::client(ch);
+    let partitions = list(&client, &ch.database).await.map_err(err)?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (expired, kept) = split(partitions, now, &cfg.retention);
+    let verb = if dry_run { "would drop" } else { "dropped" };
+    for p in &expired {
+        if !dry_run {
+            let sql = format!(
+                "ALTER TABLE `{}`.`{}` DROP PARTITION {}",
+                ch.database,
+                p.table.name(),
+                p.id
+            );
+            client.query(&sql).execute().await.map_err(err)?;
+        }
+        writeln!(
+            out,
+            "{verb} {}.{} partition {} ({} rows, {} days kept)",
+            ch.database,
+            p.table.name(),
+            p.id,
+            p.rows,
+            p.table.retention_days(&cfg.retention)
+        )?;
+    }
+    let rows: u64 = expired.iter().map(|p| p.rows).sum();
+    writeln!(
+        out,
+        "retention: {verb} {} partitions ({rows} rows); {kept} partitions within retention",
+        expired.len()
+    )?;
+    Ok(Outcome {
+        dropped: expired,
+        kept,
+    })
+}
+
+/// Active partitions of bluetick's tables in `database`, oldest first.
+pub async fn list(
+    client: &clickhouse::Client,
+    database: &str,
+) -> Result<Vec<Partition>, clickhouse::error::Error> {
+    let rows: Vec<PartRow> = client
+        .query(
+            "SELECT table, partition, sum(rows) AS rows FROM system.parts \
+             WHERE database = ? AND active GROUP BY table, partition ORDER BY table, partition",
+        )
+        .bind(database)
+        .fetch_all()
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let Some(table) = Table::from_name(&r.table) else {
+            continue;
+        };
+        match r.partition.trim_matches('\'').parse::<u32>() {
+            Ok(id) if day_from_yyyymmdd(id).is_some() => out.push(Partition {
+                table,
+                id,
+                rows: r.rows,
+            }),
+            _ => tracing::warn!(
+                table = %r.table,
+                partition = %r.partition,
+                "partition is not a day (YYYYMMDD); left alone"
+            ),
+        }
+    }
+    Ok(out)
+}
+
+/// Splits partitions into those past retention at `now` and the count of the rest.
+pub fn split(
+    partitions: Vec<Partition>,
+    now_secs: u64,
+    retention: &crate::config::RetentionConfig,
+) -> (Vec<Partition>, usize) {
+    let (expired, kept): (Vec<_>, Vec<_>) = partitions.into_iter().partition(|p| {
+        let first = first_kept_day(now_secs, p.table.retention_days(retention));
+        day_from_yyyymmdd(p.id).is_some_and(|day| day < first)
+    });
+    (expired, kept.len())
+}
+
+/// The oldest partition id a table keeps at `now`, for reports.
+pub fn first_kept_partition(
+    table: Table,
+    now_secs: u64,
+    cfg: &crate::config::RetentionConfig,
+) -> u32 {
+    yyyymmdd(first_kept_day(now_secs, table.retention_days(cfg)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RetentionConfig;
+
+    #[test]
+    fn only_whole_days_past_retention_are_expired() {
+        // 2026-11-24T12:00:00Z; 90 days earlier is 2026-08-26 (noon).
+        let now = 1_795_521_600;
+        let p = |table, id| Partition { table, id, rows: 1 };
+        let parts = vec![
+            p(Table::MessageStatus, 20_260_825),
+            p(Table::MessageStatus, 20_260_826),
+            p(Table::MessageStatus, 20_261_124),
+            p(Table::SecurityEvent, 20_260_825),
+            p(Table::SecurityEvent, 20_260_527),
+            p(Table::SecurityEvent, 20_260_528),
+        ];
+        let (expired, kept) = split(parts, now, &RetentionConfig::default());
+        let ids: Vec<(Table, u32)> = expired.iter().map(|p| (p.table, p.id)).collect();
+        assert_eq!(
+            ids,
+            [
+                (Table::MessageStatus, 20_260_825),
+                (Table::SecurityEvent, 20_260_527)
+            ]
+        );
+        assert_eq!(kept, 4);
+        assert_eq!(
+            first_kept_partition(Table::MessageStatus, now, &RetentionConfig::default()),
+            20_260_826
+        );
+    }
+}

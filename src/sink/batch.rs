@@ -1,0 +1,263 @@
+//! A batch of Kafka records on their way to ClickHouse: payloads copied once into one reused
+//! arena, plus where each came from, so a rejected row can be traced to its record and the
+//! offsets to commit are known.
+//!
+//! Invariant: `commit_offsets` covers exactly the records pushed since the last `clear`, so a
+//! batch's offsets are committed only together with (after) all of its rows.
+
+use crate::model::{Event, SecurityEvent, EVENT_VERSION};
+use std::ops::Range;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Which subscribed topic a record came from; decides how it decodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Events,
+    Security,
+}
+
+/// When a batch is due: whichever bound is reached first.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_rows: usize,
+    pub max_bytes: usize,
+    pub max_age: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub source: Source,
+    pub partition: i32,
+    pub offset: i64,
+    payload: Range<usize>,
+}
+
+#[derive(Debug)]
+pub struct Batch {
+    arena: Vec<u8>,
+    records: Vec<Record>,
+    /// Next offset to consume per (source, partition): the last offset seen + 1.
+    next_offsets: Vec<(Source, i32, i64)>,
+    started: Option<Instant>,
+}
+
+/// A record that cannot become a row, and why (goes to the dead-letter topic).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reject {
+    pub record: usize,
+    pub reason: String,
+}
+
+/// A batch's records decoded in place (borrowing the arena).
+#[derive(Debug, Default)]
+pub struct Decoded<'a> {
+    pub events: Vec<(usize, Event<'a>)>,
+    pub security: Vec<(usize, SecurityEvent<'a>)>,
+    pub rejects: Vec<Reject>,
+}
+
+impl Batch {
+    pub fn new() -> Self {
+        Batch {
+            arena: Vec::with_capacity(1 << 20),
+            records: Vec::with_capacity(4096),
+            next_offsets: Vec::new(),
+            started: None,
+        }
+    }
+
+    pub fn push(&mut self, source: Source, partition: i32, offset: i64, payload: &[u8]) {
+        let start = self.arena.len();
+        self.arena.extend_from_slice(payload);
+        self.records.push(Record {
+            source,
+            partition,
+            offset,
+            payload: start..self.arena.len(),
+        });
+        match self
+            .next_offsets
+            .iter_mut()
+            .find(|(s, p, _)| *s == source && *p == partition)
+        {
+            Some(entry) => entry.2 = entry.2.max(offset + 1),
+            None => self.next_offsets.push((source, partition, offset + 1)),
+        }
+        self.started.get_or_insert_with(Instant::now);
+    }
+
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.arena.len()
+    }
+
+    /// Full by rows or bytes: write it now.
+    pub fn is_full(&self, limits: &Limits) -> bool {
+        self.records.len() >= limits.max_rows || self.arena.len() >= limits.max_bytes
+    }
+
+    /// When the batch is due by age; `None` while empty.
+    pub fn deadline(&self, limits: &Limits) -> Option<Instant> {
+        self.started.map(|t| t + limits.max_age)
+    }
+
+    pub fn is_due(&self, limits: &Limits, now: Instant) -> bool {
+        self.is_full(limits) || self.deadline(limits).is_some_and(|d| now >= d)
+    }
+
+    pub fn record(&self, index: usize) -> Option<(&Record, &[u8])> {
+        let r = self.records.get(index)?;
+        Some((r, &self.arena[r.payload.clone()]))
+    }
+
+    /// The offsets that, committed, mark every record of this batch as done.
+    pub fn commit_offsets(&self) -> &[(Source, i32, i64)] {
+        &self.next_offsets
+    }
+
+    pub fn clear(&mut self) {
+        self.arena.clear();
+        self.records.clear();
+        self.next_offsets.clear();
+        self.started = None;
+    }
+
+    /// Decodes every record with serde_json, borrowing strings from the arena. A record that
+    /// does not decode, or has a version this build does not know, becomes a [`Reject`].
+    pub fn decode(&self) -> Decoded<'_> {
+        let mut out = Decoded {
+            events: Vec::with_capacity(self.records.len()),
+            ..Decoded::default()
+        };
+        for (i, r) in self.records.iter().enumerate() {
+            let bytes = &self.arena[r.payload.clone()];
+            let result = match r.source {
+                Source::Events => decode_event(bytes).map(|e| out.events.push((i, e))),
+                Source::Security => serde_json::from_slice::<SecurityEvent>(bytes)
+                    .map_err(|e| format!("undecodable security event: {e}"))
+                    .map(|e| out.security.push((i, e))),
+            };
+            if let Err(reason) = result {
+                out.rejects.push(Reject { record: i, reason });
+            }
+        }
+        out
+    }
+}
+
+impl Default for Batch {
+    fn default() -> Self {
+        Batch::new()
+    }
+}
+
+fn decode_event(bytes: &[u8]) -> Result<Event<'_>, String> {
+    let event: Event =
+        serde_json::from_slice(bytes).map_err(|e| format!("undecodable event: {e}"))?;
+    if event.v != EVENT_VERSION {
+        return Err(format!("unsupported event version {}", event.v));
+    }
+    Ok(event)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{EventId, EventKind};
+
+    fn limits() -> Limits {
+        Limits {
+            max_rows: 3,
+            max_bytes: 1 << 20,
+            max_age: Duration::from_secs(1),
+        }
+    }
+
+    fn event_json(v: u16) -> Vec<u8> {
+        let e = Event {
+            v,
+            id: EventId(7),
+            kind: EventKind::Status,
+            ts: 1,
+            waba_id: "w".into(),
+            field: "messages".into(),
+            ..Event::default()
+        };
+        serde_json::to_vec(&e).expect("json")
+    }
+
+    #[test]
+    fn commit_offsets_are_one_past_the_highest_per_partition() {
+        let mut b = Batch::new();
+        b.push(Source::Events, 0, 10, b"a");
+        b.push(Source::Events, 1, 4, b"b");
+        b.push(Source::Events, 0, 11, b"c");
+        b.push(Source::Security, 0, 2, b"d");
+        assert_eq!(
+            b.commit_offsets(),
+            &[
+                (Source::Events, 0, 12),
+                (Source::Events, 1, 5),
+                (Source::Security, 0, 3)
+            ]
+        );
+        assert_eq!(b.record(2).map(|(_, p)| p), Some(&b"c"[..]));
+        b.clear();
+        assert!(b.commit_offsets().is_empty() && b.is_empty() && b.bytes() == 0);
+    }
+
+    #[test]
+    fn due_by_rows_bytes_or_age() {
+        let l = limits();
+        let mut b = Batch::new();
+        assert!(b.deadline(&l).is_none());
+        b.push(Source::Events, 0, 0, b"x");
+        let start = Instant::now();
+        assert!(!b.is_due(&l, start));
+        assert!(b.is_due(&l, start + Duration::from_secs(2)));
+        b.push(Source::Events, 0, 1, b"x");
+        b.push(Source::Events, 0, 2, b"x");
+        assert!(b.is_full(&l));
+        let mut big = Batch::new();
+        big.push(Source::Events, 0, 0, &vec![b' '; 1 << 20]);
+        assert!(big.is_full(&l));
+    }
+
+    #[test]
+    fn bad_records_are_rejected_with_a_reason_and_good_ones_borrow() {
+        let mut b = Batch::new();
+        b.push(Source::Events, 0, 0, &event_json(EVENT_VERSION));
+        b.push(Source::Events, 0, 1, b"{not json");
+        b.push(Source::Events, 0, 2, &event_json(99));
+        b.push(
+            Source::Security,
+            0,
+            0,
+            br#"{"v":1,"received_ms":5,"source_ip":"127.0.0.1","reason":"bad_signature","route":"webhook"}"#,
+        );
+        let d = b.decode();
+        assert_eq!(d.events.len(), 1);
+        assert!(matches!(
+            d.events[0].1.waba_id,
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert_eq!(d.security.len(), 1);
+        let reasons: Vec<(usize, &str)> = d
+            .rejects
+            .iter()
+            .map(|r| (r.record, r.reason.as_str()))
+            .collect();
+        assert_eq!(reasons.len(), 2);
+        assert_eq!(reasons[0].0, 1);
+        assert!(reasons[0].1.starts_with("undecodable event"), "{reasons:?}");
+        assert_eq!(reasons[1], (2, "unsupported event version 99"));
+    }
+}

@@ -1,0 +1,361 @@
+//! `bluetick sink`: events from Kafka into ClickHouse, in batches, exactly once as seen by
+//! the dashboards.
+//!
+//! The loop: receive records into a batch until it is due (rows, bytes or age); decode and
+//! route them to tables; insert each table's rows; dead-letter what cannot be stored; then,
+//! and only then, commit the batch's offsets. Delivery is at-least-once (a crash between insert
+//! and commit replays the batch); the tables' ReplacingMergeTree on the event id and views that
+//! group by message id turn that into exact counts.
+//!
+//! When ClickHouse or the broker fails, the same batch is retried with exponential backoff,
+//! offsets stay where they are, and partitions are paused so nothing more piles up. Records
+//! that arrive anyway (e.g. from a rebalance) wait in the next batch.
+
+pub mod batch;
+pub mod clickhouse;
+pub mod consume;
+pub mod dead_letter;
+
+use self::batch::{Batch, Limits, Reject};
+use self::clickhouse::{Rows, TableRow, Window, Writer};
+use self::consume::Consumer;
+use self::dead_letter::DeadLetters;
+use crate::config::{Config, RetentionConfig};
+use crate::metrics as m;
+use crate::tables::Table;
+use metrics::{counter, histogram};
+use rdkafka::message::Message;
+use std::fmt::Display;
+use std::future::Future;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+}
+
+/// What a sink run did, for its exit log and for tests.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Totals {
+    pub batches: u64,
+    pub records: u64,
+    pub rows: u64,
+    pub expired: u64,
+    pub dead_letters: u64,
+}
+
+/// The shutdown future fired: stop without committing what is not stored.
+#[derive(Debug)]
+struct Stopped;
+
+/// Consumes until `shutdown` completes, serving /metrics and /healthz on `listener`.
+/// The batch in hand at shutdown is written if ClickHouse takes it; if not, it is left
+/// uncommitted for the next run.
+pub async fn run(
+    cfg: &Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<Totals, SinkError> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let handle = m::install();
+    let server = tokio::spawn(m::serve(listener, handle, wait_stop(stop_rx.clone())));
+
+    if cfg.kafka.create_topics {
+        if let Err(e) = crate::kafka::ensure_topics(&cfg.kafka, Duration::from_secs(10)).await {
+            tracing::warn!(error = %e, "could not create topics; consuming what exists");
+        }
+    }
+    let consumer = Consumer::new(&cfg.kafka, &cfg.sink)?;
+    let client = crate::migrate::client(&cfg.clickhouse).with_database(&cfg.clickhouse.database);
+    let mut sink = Sink {
+        consumer: &consumer,
+        writer: Writer::new(client, Duration::from_millis(cfg.sink.insert_timeout_ms)),
+        dead_letters: DeadLetters::new(&cfg.kafka)?,
+        limits: Limits {
+            max_rows: cfg.sink.batch_max_rows.max(1) as usize,
+            max_bytes: cfg.sink.batch_max_bytes.max(1) as usize,
+            max_age: Duration::from_millis(cfg.sink.batch_max_age_ms),
+        },
+        retention: cfg.retention.clone(),
+        backoff: Backoff {
+            initial: Duration::from_millis(cfg.sink.retry_initial_ms.max(1)),
+            max: Duration::from_millis(cfg.sink.retry_max_ms.max(1)),
+        },
+        next: Batch::new(),
+        paused: false,
+        stop: stop_rx,
+        totals: Totals::default(),
+    };
+    tracing::info!(
+        group = %cfg.sink.group_id,
+        topics = ?[&cfg.kafka.events_topic, &cfg.kafka.security_topic],
+        database = %cfg.clickhouse.database,
+        "sink consuming"
+    );
+    let totals = sink.run().await;
+    drop(sink);
+    let _ = server.await;
+    tracing::info!(?totals, "sink stopped");
+    Ok(totals)
+}
+
+async fn wait_stop(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+struct Sink<'c> {
+    consumer: &'c Consumer,
+    writer: Writer,
+    dead_letters: DeadLetters,
+    limits: Limits,
+    retention: RetentionConfig,
+    backoff: Backoff,
+    /// Records received while a batch is being retried.
+    next: Batch,
+    paused: bool,
+    stop: watch::Receiver<bool>,
+    totals: Totals,
+}
+
+impl<'c> Sink<'c> {
+    async fn run(&mut self) -> Totals {
+        let mut current = Batch::new();
+        loop {
+            let deadline = current.deadline(&self.limits);
+            tokio::select! {
+                biased;
+                _ = self.stop.wait_for(|s| *s) => break,
+                () = sleep_until_some(deadline) => {}
+                msg = self.consumer.recv() => accept(self.consumer, &mut current, msg),
+            }
+            if current.is_due(&self.limits, Instant::now()) {
+                if self.flush(&current).await.is_err() {
+                    return self.totals.clone();
+                }
+                current.clear();
+                // Records that arrived during retries become the current batch.
+                std::mem::swap(&mut current, &mut self.next);
+            }
+        }
+        // Shutting down: one attempt at what is in hand; retries end at once.
+        if !current.is_empty() {
+            let _ = self.flush(&current).await;
+        }
+        self.totals.clone()
+    }
+
+    /// Stores one batch, then commits its offsets. Retries until it succeeds or the sink is
+    /// told to stop (then nothing is committed and the batch is read again next time).
+    async fn flush(&mut self, batch: &Batch) -> Result<(), Stopped> {
+        let started = Instant::now();
+        let decoded = batch.decode();
+        let rows = Rows::route(&decoded, &Window::new(now_secs(), &self.retention));
+        let mut rejects = rows.rejects.clone();
+        rejects.extend(self.write(Table::MessageStatus, &rows.status).await?);
+        rejects.extend(self.write(Table::InboundMessage, &rows.inbound).await?);
+        rejects.extend(self.write(Table::AccountEvent, &rows.account).await?);
+        rejects.extend(self.write(Table::SecurityEvent, &rows.security).await?);
+        if !rejects.is_empty() {
+            self.dead_letter(batch, &rejects).await?;
+        }
+        self.consumer.commit(batch.commit_offsets());
+        if self.paused {
+            self.consumer.resume();
+            self.paused = false;
+        }
+        self.record(batch, &rows, &rejects, started);
+        Ok(())
+    }
+
+    async fn write<'a, R: TableRow<'a>>(
+        &mut self,
+        table: Table,
+        rows: &[(usize, R)],
+    ) -> Result<Vec<Reject>, Stopped> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let started = Instant::now();
+        let (writer, _, mut retry) = self.parts();
+        let rejects = retry
+            .run(table.name(), || writer.write(table, rows))
+            .await?;
+        let now_ms = now_ms();
+        histogram!(m::SINK_INSERT_SECONDS, "table" => table.name())
+            .record(started.elapsed().as_secs_f64());
+        counter!(m::SINK_ROWS, "table" => table.name())
+            .increment((rows.len() - rejects.len()) as u64);
+        let delay = histogram!(m::SINK_EVENT_DELAY_SECONDS, "table" => table.name());
+        for (_, row) in rows {
+            delay.record(now_ms.saturating_sub(row.received_ms()) as f64 / 1000.0);
+        }
+        Ok(rejects)
+    }
+
+    async fn dead_letter(&mut self, batch: &Batch, rejects: &[Reject]) -> Result<(), Stopped> {
+        for r in rejects {
+            tracing::warn!(reason = %r.reason, "dead-lettering a record");
+        }
+        let consumer = self.consumer;
+        let (_, dead_letters, mut retry) = self.parts();
+        retry
+            .run("dead_letter", || {
+                dead_letters.send(batch, rejects, |s| consumer.topic(s).to_string())
+            })
+            .await?;
+        counter!(m::SINK_DEAD_LETTERS).increment(rejects.len() as u64);
+        Ok(())
+    }
+
+    /// Splits the borrows a retried step needs: the writers it calls, and the state it
+    /// updates while waiting.
+    fn parts(&mut self) -> (&Writer, &DeadLetters, Retry<'_, 'c>) {
+        (
+            &self.writer,
+            &self.dead_letters,
+            Retry {
+                backoff: self.backoff,
+                consumer: self.consumer,
+                next: &mut self.next,
+                paused: &mut self.paused,
+                stop: &mut self.stop,
+            },
+        )
+    }
+
+    fn record(&mut self, batch: &Batch, rows: &Rows<'_>, rejects: &[Reject], started: Instant) {
+        let t = &mut self.totals;
+        t.batches += 1;
+        t.records += batch.len() as u64;
+        t.expired += rows.expired.len() as u64;
+        t.dead_letters += rejects.len() as u64;
+        t.rows += batch.len() as u64 - rows.expired.len() as u64 - rejects.len() as u64;
+        for (table, _) in &rows.expired {
+            counter!(m::SINK_EXPIRED, "table" => table.name()).increment(1);
+        }
+        histogram!(m::SINK_BATCH_ROWS).record(batch.len() as f64);
+        histogram!(m::SINK_BATCH_SECONDS).record(started.elapsed().as_secs_f64());
+        tracing::debug!(
+            records = batch.len(),
+            expired = rows.expired.len(),
+            dead_letters = rejects.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "batch stored"
+        );
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Backoff {
+    initial: Duration,
+    max: Duration,
+}
+
+/// A retry loop's state while it waits: it keeps receiving (the group must see the member
+/// poll), parks what arrives in the next batch, keeps partitions paused, and watches for
+/// shutdown.
+struct Retry<'w, 'c> {
+    backoff: Backoff,
+    consumer: &'c Consumer,
+    next: &'w mut Batch,
+    paused: &'w mut bool,
+    stop: &'w mut watch::Receiver<bool>,
+}
+
+impl Retry<'_, '_> {
+    async fn run<T, E: Display, Fut: Future<Output = Result<T, E>>>(
+        &mut self,
+        step: &'static str,
+        mut attempt: impl FnMut() -> Fut,
+    ) -> Result<T, Stopped> {
+        let mut delay = self.backoff.initial;
+        loop {
+            match attempt().await {
+                Ok(v) => return Ok(v),
+                Err(e) => {
+                    counter!(m::SINK_RETRIES, "step" => step).increment(1);
+                    let e = e.to_string();
+                    let hint = if e.contains("exist") {
+                        " (has `bluetick migrate` run?)"
+                    } else {
+                        ""
+                    };
+                    tracing::warn!(step, error = %e, retry_in_ms = delay.as_millis() as u64,
+                        "failed{hint}; offsets held, retrying");
+                    self.sleep(delay).await?;
+                    delay = (delay * 2).min(self.backoff.max);
+                }
+            }
+        }
+    }
+
+    async fn sleep(&mut self, delay: Duration) -> Result<(), Stopped> {
+        if *self.stop.borrow() {
+            return Err(Stopped);
+        }
+        if !*self.paused {
+            self.consumer.pause();
+            *self.paused = true;
+        }
+        let until = Instant::now() + delay;
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.stop.wait_for(|s| *s) => return Err(Stopped),
+                () = tokio::time::sleep_until(until) => return Ok(()),
+                msg = self.consumer.recv() => {
+                    accept(self.consumer, self.next, msg);
+                    // A rebalance may have assigned partitions that are not paused yet.
+                    self.consumer.pause();
+                }
+            }
+        }
+    }
+}
+
+fn accept(
+    consumer: &Consumer,
+    batch: &mut Batch,
+    msg: rdkafka::error::KafkaResult<rdkafka::message::BorrowedMessage<'_>>,
+) {
+    match msg {
+        Ok(msg) => match consumer.source(msg.topic()) {
+            Some(source) => batch.push(
+                source,
+                msg.partition(),
+                msg.offset(),
+                msg.payload().unwrap_or_default(),
+            ),
+            None => tracing::warn!(topic = msg.topic(), "record from an unexpected topic"),
+        },
+        Err(e) => {
+            counter!(m::SINK_CONSUME_ERRORS).increment(1);
+            tracing::warn!(error = %e, "consume error");
+        }
+    }
+}
+
+async fn sleep_until_some(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn now_secs() -> u64 {
+    now_ms() / 1000
+}

@@ -1,0 +1,140 @@
+//! The ClickHouse tables bluetick writes (created by `schemas/clickhouse/`), and the one rule
+//! that says which days of each are past retention. The sink (which skips rows already that
+//! old) and `bluetick retention` (which drops their partitions) share it, so they can never
+//! disagree about a day.
+
+use crate::config::RetentionConfig;
+
+const DAY_SECS: u64 = 86_400;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Table {
+    MessageStatus,
+    InboundMessage,
+    AccountEvent,
+    SecurityEvent,
+}
+
+impl Table {
+    pub const ALL: [Table; 4] = [
+        Table::MessageStatus,
+        Table::InboundMessage,
+        Table::AccountEvent,
+        Table::SecurityEvent,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::MessageStatus => "message_status",
+            Table::InboundMessage => "inbound_message",
+            Table::AccountEvent => "account_event",
+            Table::SecurityEvent => "security_event",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Table> {
+        Table::ALL.into_iter().find(|t| t.name() == name)
+    }
+
+    pub fn retention_days(self, cfg: &RetentionConfig) -> u32 {
+        match self {
+            Table::MessageStatus => cfg.message_status_days,
+            Table::InboundMessage => cfg.inbound_message_days,
+            Table::AccountEvent => cfg.account_event_days,
+            Table::SecurityEvent => cfg.security_event_days,
+        }
+    }
+}
+
+/// Days since the Unix epoch (UTC) of a time in seconds: the partition a row lands in.
+pub fn day_of(ts_secs: u64) -> u64 {
+    ts_secs / DAY_SECS
+}
+
+/// The oldest day still kept at `now_secs` when a table keeps `days` days: a day is dropped
+/// once all of it is more than `days` days old, i.e. when it ended before `now - days`.
+pub fn first_kept_day(now_secs: u64, days: u32) -> u64 {
+    now_secs.saturating_sub(u64::from(days) * DAY_SECS) / DAY_SECS
+}
+
+/// `YYYYMMDD` of a day number, the partition id `toYYYYMMDD(ts)` gives.
+pub fn yyyymmdd(day: u64) -> u32 {
+    // Civil-from-days (Howard Hinnant's algorithm), valid for every day after the epoch.
+    let z = day as i64 + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y * 10_000 + m * 100 + d) as u32
+}
+
+/// The day number of a `YYYYMMDD` partition id; `None` if it is not a date.
+pub fn day_from_yyyymmdd(id: u32) -> Option<u64> {
+    let (y, m, d) = (
+        i64::from(id / 10_000),
+        i64::from(id / 100 % 100),
+        i64::from(id % 100),
+    );
+    if !(1970..=9999).contains(&y) || !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    // Days-from-civil, the inverse of `yyyymmdd`.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y / 400;
+    let yoe = y - era * 400;
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let day = era * 146_097 + doe - 719_468;
+    let day = u64::try_from(day).ok()?;
+    (yyyymmdd(day) == id).then_some(day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn partition_ids_match_clickhouse() {
+        assert_eq!(yyyymmdd(0), 19_700_101);
+        // 2026-11-24T12:00:00Z
+        assert_eq!(yyyymmdd(day_of(1_795_521_600)), 20_261_124);
+        assert_eq!(yyyymmdd(day_of(951_782_400)), 20_000_229);
+        assert_eq!(day_from_yyyymmdd(20_000_229), Some(day_of(951_782_400)));
+        assert_eq!(day_from_yyyymmdd(20_010_229), None);
+        assert_eq!(day_from_yyyymmdd(12_345), None);
+    }
+
+    #[test]
+    fn a_day_is_kept_until_all_of_it_is_past_retention() {
+        let now = 1_795_521_600; // noon
+        let first = first_kept_day(now, 90);
+        // The day 90 days before today still has hours within 90 days of now.
+        assert_eq!(first, day_of(now) - 90);
+        assert_eq!(first_kept_day(10, 90), 0);
+        assert!(day_of(now - 90 * DAY_SECS) >= first);
+        assert!(day_of(now - 91 * DAY_SECS) < first);
+    }
+
+    #[test]
+    fn every_table_has_a_name_and_a_retention() {
+        let cfg = RetentionConfig::default();
+        for t in Table::ALL {
+            assert_eq!(Table::from_name(t.name()), Some(t));
+            assert!(t.retention_days(&cfg) >= 90);
+        }
+        assert_eq!(Table::SecurityEvent.retention_days(&cfg), 180);
+    }
+
+    proptest! {
+        #[test]
+        fn partition_ids_round_trip(day in 0u64..2_900_000) {
+            prop_assert_eq!(day_from_yyyymmdd(yyyymmdd(day)), Some(day));
+        }
+    }
+}
