@@ -3,7 +3,8 @@
 # loopback: a Kafka-protocol broker (tansu, from crates.io, sqlite storage) and ClickHouse
 # (Debian's clickhouse-server). State, logs and PID files live in .run/; the tansu build is
 # cached outside the clone ($BLUETICK_CACHE, default ~/.cache/bluetick) because it takes
-# ~15 minutes on two cores. `stop` ends only the processes `start` started.
+# ~15 minutes on two cores; chdb-core (current ClickHouse, for schema checks) goes there too.
+# `stop` ends only the processes `start` started.
 #
 #   scripts/services.sh install | start | stop | status
 set -euo pipefail
@@ -13,6 +14,8 @@ RUN="$ROOT/.run"
 CACHE="${BLUETICK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/bluetick}"
 TANSU_VERSION=0.6.0
 TANSU="$CACHE/tansu-$TANSU_VERSION/bin/tansu"
+# Current ClickHouse, embedded in PyPI's chdb-core: tests check the schema and queries on it too.
+CHDB_VENV="$CACHE/chdb-venv"
 KAFKA_ADDR=127.0.0.1:9092
 CH_HTTP=http://127.0.0.1:8123
 
@@ -42,6 +45,11 @@ install() {
     log "installing clickhouse-server from Debian's packages"
     as_root apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clickhouse-server clickhouse-client >/dev/null
+  fi
+  if ! "$CHDB_VENV/bin/python" -c 'import chdb' 2>/dev/null; then
+    log "installing chdb-core (current ClickHouse, embedded) into $CHDB_VENV"
+    python3 -m venv "$CHDB_VENV"
+    "$CHDB_VENV/bin/pip" install --quiet --disable-pip-version-check chdb-core
   fi
 }
 

@@ -98,16 +98,18 @@ pub async fn run(
     })
 }
 
+/// Active partitions per table of a database (`?`), with their rows.
+pub const LIST_PARTITIONS_SQL: &str = "SELECT table, partition, sum(rows) AS rows \
+     FROM system.parts WHERE database = ? AND active \
+     GROUP BY table, partition ORDER BY table, partition";
+
 /// Active partitions of bluetick's tables in `database`, oldest first.
 pub async fn list(
     client: &clickhouse::Client,
     database: &str,
 ) -> Result<Vec<Partition>, clickhouse::error::Error> {
     let rows: Vec<PartRow> = client
-        .query(
-            "SELECT table, partition, sum(rows) AS rows FROM system.parts \
-             WHERE database = ? AND active GROUP BY table, partition ORDER BY table, partition",
-        )
+        .query(LIST_PARTITIONS_SQL)
         .bind(database)
         .fetch_all()
         .await?;

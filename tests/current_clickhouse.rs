@@ -1,0 +1,181 @@
+//! The schema and every query bluetick runs give the same answers on Debian's ClickHouse 18.16
+//! (the real server the suite starts) and on the current release, which PyPI's `chdb-core`
+//! embeds (installed by `scripts/services.sh install`; no server of it reaches these machines).
+
+mod common;
+
+use bluetick::migrate::MIGRATIONS;
+use bluetick::sink::clickhouse::{AccountRow, InboundRow, SecurityRow, StatusRow};
+use clickhouse::Row;
+use common::*;
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+/// The Python with chdb-core: `BLUETICK_CHDB_PYTHON`, else the cache `services.sh` fills.
+fn chdb_python() -> String {
+    if let Ok(p) = std::env::var("BLUETICK_CHDB_PYTHON") {
+        return p;
+    }
+    let cache = std::env::var("BLUETICK_CACHE").unwrap_or_else(|_| {
+        let home = std::env::var("HOME").unwrap_or_default();
+        std::env::var("XDG_CACHE_HOME").unwrap_or(format!("{home}/.cache")) + "/bluetick"
+    });
+    let python = format!("{cache}/chdb-venv/bin/python");
+    assert!(
+        std::path::Path::new(&python).exists(),
+        "no chdb-core at {python}: run `scripts/services.sh install` (or set BLUETICK_CHDB_PYTHON)"
+    );
+    python
+}
+
+fn run_on_chdb(database: &str, statements: &[String]) -> Vec<String> {
+    let runner = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/chdb_run.py");
+    let mut child = Command::new(chdb_python())
+        .arg(runner)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start python");
+    let request = serde_json::json!({"database": database, "statements": statements});
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(request.to_string().as_bytes())
+        .expect("write statements");
+    let out = child.wait_with_output().expect("python finishes");
+    assert!(
+        out.status.success(),
+        "current ClickHouse refused a statement:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON results")
+}
+
+/// Schema, sample rows (duplicated, out of order, over two days), then the queries of the
+/// dashboards' views, the sink's deduplicated count and retention's partition listing and drop.
+fn script(database: &str) -> Vec<String> {
+    let mut sql: Vec<String> = MIGRATIONS.iter().flat_map(|m| m.statements()).collect();
+    sql.push(
+        "INSERT INTO message_status (event_id, ts, received_ms, message_id, status, \
+         phone_number_id, pricing_category, billable, person_masked, person_hash) VALUES \
+         ('r1', 1750000300, 1, 'm1', 'read', 'p1', 'utility', 1, '91XXXXXX4321', 'h1'), \
+         ('d1', 1750000200, 1, 'm1', 'delivered', 'p1', 'utility', 1, '91XXXXXX4321', 'h1'), \
+         ('d1', 1750000200, 2, 'm1', 'delivered', 'p1', 'utility', 1, '91XXXXXX4321', 'h1'), \
+         ('s1', 1750000100, 1, 'm1', 'sent', 'p1', 'utility', 1, '91XXXXXX4321', 'h1'), \
+         ('s2', 1750000100, 1, 'm2', 'sent', 'p1', 'marketing', 1, '91XXXXXX9999', 'h2'), \
+         ('f2', 1750000150, 1, 'm2', 'failed', 'p1', 'marketing', 1, '91XXXXXX9999', 'h2'), \
+         ('s3', 1750090000, 1, 'm3', 'sent', 'p2', 'utility', 0, '44XXXXXX0000', 'h3')"
+            .into(),
+    );
+    sql.push("INSERT INTO inbound_message (event_id, ts, message_id, message_type) VALUES ('i1', 1750000000, 'x', 'text')".into());
+    sql.push("INSERT INTO security_event (ts, source_ip, reason) VALUES (1750000000, '10.0.0.1', 'bad_signature')".into());
+    sql.push("SELECT count() FROM message_status FINAL".into());
+    sql.push(
+        "SELECT message_id, status, last_ts FROM message_latest_status ORDER BY message_id".into(),
+    );
+    sql.push(
+        "SELECT day, phone_number_id, pricing_category, messages, sent, delivered, read, failed, \
+         billable FROM daily_funnel ORDER BY day, phone_number_id, pricing_category"
+            .into(),
+    );
+    // Row counts per part are left out: current ClickHouse already collapses duplicates
+    // within one INSERT (`optimize_on_insert`), 18.16 only on merge.
+    let partitions = format!(
+        "SELECT table, partition FROM ({})",
+        bluetick::retention::LIST_PARTITIONS_SQL.replace('?', &format!("'{database}'"))
+    );
+    sql.push(partitions.clone());
+    sql.push("ALTER TABLE message_status DROP PARTITION 20250615".into());
+    sql.push(partitions);
+    sql.push(format!(
+        "SELECT table, name, type FROM system.columns WHERE database = '{database}' \
+         ORDER BY table, name"
+    ));
+    sql
+}
+
+#[tokio::test]
+async fn schema_and_queries_agree_on_clickhouse_18_16_and_current() {
+    let mut cfg = config();
+    cfg.clickhouse.url = clickhouse_url();
+    let db = cfg.clickhouse.database.clone();
+    let statements = script(&db);
+
+    let mut server = Vec::new();
+    bluetick::migrate::client(&cfg.clickhouse)
+        .query(&format!("CREATE DATABASE `{db}`"))
+        .execute()
+        .await
+        .expect("create database");
+    for sql in &statements {
+        let text = if sql.starts_with("SELECT") {
+            ch_text(&cfg, &format!("{sql} FORMAT TSV")).await
+        } else {
+            ch_text(&cfg, sql).await
+        };
+        server.push(text);
+    }
+    let current = tokio::task::spawn_blocking(move || run_on_chdb(&db, &statements))
+        .await
+        .expect("chdb thread");
+
+    let selects = script(&cfg.clickhouse.database);
+    for (i, sql) in selects.iter().enumerate() {
+        if sql.starts_with("SELECT") {
+            assert_eq!(server[i], current[i], "answers differ for: {sql}");
+        }
+    }
+    // And the answers are the right ones (on both, since they agree).
+    let at = |prefix: &str| {
+        let i = selects
+            .iter()
+            .position(|s| s.starts_with(prefix))
+            .expect("query");
+        server[i].clone()
+    };
+    assert_eq!(at("SELECT count() FROM message_status FINAL"), "6\n");
+    assert_eq!(
+        at("SELECT message_id, status"),
+        "m1\tread\t2025-06-15 15:11:40\nm2\tfailed\t2025-06-15 15:09:10\nm3\tsent\t2025-06-16 16:06:40\n"
+    );
+    assert_eq!(
+        at("SELECT day"),
+        "2025-06-15\tp1\tmarketing\t1\t1\t0\t0\t1\t1\n\
+         2025-06-15\tp1\tutility\t1\t1\t1\t1\t0\t1\n\
+         2025-06-16\tp2\tutility\t1\t1\t0\t0\t0\t0\n"
+    );
+    let n = selects.len();
+    assert_eq!(
+        server[n - 4],
+        "inbound_message\t20250615\nmessage_status\t20250615\nmessage_status\t20250616\n\
+         security_event\t20250615\n"
+    );
+    assert_eq!(
+        server[n - 2],
+        "inbound_message\t20250615\nmessage_status\t20250616\nsecurity_event\t20250615\n"
+    );
+
+    // Every column the sink writes exists on both versions.
+    let columns = &server[n - 1];
+    let sink_rows: [(&str, &[&str]); 4] = [
+        ("message_status", <StatusRow<'static> as Row>::COLUMN_NAMES),
+        (
+            "inbound_message",
+            <InboundRow<'static> as Row>::COLUMN_NAMES,
+        ),
+        ("account_event", <AccountRow<'static> as Row>::COLUMN_NAMES),
+        (
+            "security_event",
+            <SecurityRow<'static> as Row>::COLUMN_NAMES,
+        ),
+    ];
+    for (table, names) in sink_rows {
+        for name in names {
+            let line = format!("{table}\t{name}\t");
+            assert!(columns.contains(&line), "{table}.{name} missing");
+        }
+    }
+    drop_database(&cfg).await;
+}
