@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Brings the pipeline up on this machine and pushes demo traffic through it: starts the broker
-# and ClickHouse, builds bluetick, starts `bluetick ingest` on 127.0.0.1:8080, sends signed
-# webhooks (every fixture shape plus a burst of statuses), and prints what landed.
-# Stop everything with scripts/down.sh.
+# Brings the whole pipeline up on this machine and pushes demo traffic through it: starts the
+# broker and ClickHouse, builds bluetick, runs `bluetick migrate`, starts `bluetick ingest` on
+# 127.0.0.1:8080 and `bluetick sink` (metrics on 127.0.0.1:9091), sends signed webhooks (every
+# fixture shape, a burst of statuses out of order, each request twice as Meta retries), and
+# prints what landed in ClickHouse. Stop everything with scripts/down.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN=.run
@@ -13,20 +14,36 @@ export BLUETICK_APP_SECRET=${BLUETICK_APP_SECRET:-demo-app-secret}
 export BLUETICK_VERIFY_TOKEN=${BLUETICK_VERIFY_TOKEN:-demo-verify-token}
 export BLUETICK_PEPPER=${BLUETICK_PEPPER:-demo-pepper-change-me-in-production}
 export BLUETICK_KAFKA_BROKERS=${BLUETICK_KAFKA_BROKERS:-127.0.0.1:9092}
+export BLUETICK_CLICKHOUSE_URL=${BLUETICK_CLICKHOUSE_URL:-http://127.0.0.1:8123}
+export BLUETICK_CLICKHOUSE_DATABASE=${BLUETICK_CLICKHOUSE_DATABASE:-bluetick}
+export BLUETICK_SINK_LISTEN=${BLUETICK_SINK_LISTEN:-127.0.0.1:9091}
+# Static group membership: a restarted sink gets its partitions back at once.
+export BLUETICK_SINK_INSTANCE_ID=${BLUETICK_SINK_INSTANCE_ID:-local-sink-0}
 URL="http://$BLUETICK_LISTEN"
+DB=$BLUETICK_CLICKHOUSE_DATABASE
 
 scripts/services.sh start
 echo "== building bluetick"
 cargo build --quiet --bin bluetick
 
-if [ -f "$RUN/ingest.pid" ] && kill -0 "$(cat "$RUN/ingest.pid")" 2>/dev/null; then
-  echo "== ingest already running (pid $(cat "$RUN/ingest.pid"))"
-else
-  target/debug/bluetick ingest >"$RUN/ingest.log" 2>&1 &
-  echo $! >"$RUN/ingest.pid"
-  for _ in $(seq 1 100); do curl -fs "$URL/healthz" >/dev/null && break; sleep 0.1; done
-  echo "== ingest up on $URL (pid $(cat "$RUN/ingest.pid")), log in $RUN/ingest.log"
-fi
+echo "== bluetick migrate"
+target/debug/bluetick migrate | sed 's/^/   /'
+
+start() { # name, health URL
+  local name=$1 health=$2
+  if [ -f "$RUN/$name.pid" ] && kill -0 "$(cat "$RUN/$name.pid")" 2>/dev/null; then
+    echo "== $name already running (pid $(cat "$RUN/$name.pid"))"
+    return
+  fi
+  target/debug/bluetick "$name" >"$RUN/$name.log" 2>&1 &
+  echo $! >"$RUN/$name.pid"
+  for _ in $(seq 1 100); do curl -fs "$health" >/dev/null && break; sleep 0.1; done
+  echo "== $name up (pid $(cat "$RUN/$name.pid")), log in $RUN/$name.log"
+}
+start ingest "$URL/healthz"
+start sink "http://$BLUETICK_SINK_LISTEN/healthz"
+
+query() { curl -sS "$BLUETICK_CLICKHOUSE_URL/?database=$DB" --data-binary "$1"; }
 
 post() { # file
   local sig
@@ -37,28 +54,67 @@ post() { # file
 
 echo "== handshake: $(curl -s "$URL/webhook?hub.mode=subscribe&hub.verify_token=$BLUETICK_VERIFY_TOKEN&hub.challenge=42")"
 echo "== sending demo webhooks"
-for f in tests/fixtures/*.json; do
-  printf '   %-28s -> %s\n' "$(basename "$f")" "$(post "$f")"
-done
-burst="$RUN/demo-burst.json"
-python3 - "$burst" <<'PY'
-import json, sys
-statuses = [{"id": f"wamid.demo.{i:06d}", "status": ["sent", "delivered", "read"][i % 3],
-             "timestamp": str(1750000000 + i), "recipient_id": f"9198{10000000 + i:08d}",
-             "pricing": {"billable": True, "pricing_model": "PMP", "category": "utility", "type": "regular"}}
-            for i in range(1000)]
+# The fixtures' times moved to the last minutes: the sink skips rows already past retention.
+python3 - "$RUN" tests/fixtures/*.json <<'PY'
+import json, os, re, sys, time
+run, fixtures = sys.argv[1], sys.argv[2:]
+for f in fixtures:
+    text = open(f).read()
+    times = [int(t) for t in re.findall(r'\b(1[5-9]\d{8})\b', text)]
+    shift = int(time.time()) - 600 - max(times, default=0)
+    text = re.sub(r'\b(1[5-9]\d{8})\b', lambda m: str(int(m.group(1)) + shift), text)
+    open(os.path.join(run, "demo-" + os.path.basename(f)), "w").write(text)
+# 1000 messages: every status each reached, newest first (read before delivered before sent).
+base, statuses = int(time.time()) - 1800, []
+for i in range(1000):
+    for status, after in [("read", 20), ("delivered", 10), ("sent", 0)][2 - i % 3:]:
+        statuses.append({"id": f"wamid.demo.{base}.{i:06d}", "status": status,
+                         "timestamp": str(base + i + after), "recipient_id": f"9198{10000000 + i:08d}",
+                         "pricing": {"billable": True, "pricing_model": "PMP",
+                                     "category": ["utility", "marketing"][i % 2], "type": "regular"}})
+statuses.sort(key=lambda s: -int(s["timestamp"]))
 body = {"object": "whatsapp_business_account", "entry": [{"id": "102290129340398", "changes": [
     {"field": "messages", "value": {"messaging_product": "whatsapp",
      "metadata": {"display_phone_number": "15550783881", "phone_number_id": "106540352242922"},
      "statuses": statuses}}]}]}
-json.dump(body, open(sys.argv[1], "w"))
+json.dump(body, open(os.path.join(run, "demo-burst.json"), "w"))
 PY
-printf '   %-28s -> %s\n' "1000-status burst" "$(post "$burst")"
+for f in "$RUN"/demo-*.json; do
+  # Meta retries: each webhook arrives twice; the tables' views count it once.
+  printf '   %-28s -> %s %s\n' "$(basename "$f" .json | sed 's/^demo-//')" "$(post "$f")" "$(post "$f")"
+done
+burst="$RUN/demo-burst.json"
 printf '   %-28s -> %s\n' "forged signature" "$(curl -s -o /dev/null -w '%{http_code}' -X POST "$URL/webhook" \
   -H 'content-type: application/json' -H 'x-hub-signature-256: sha256=00' --data-binary "@$burst")"
 
 echo "== events acked by the broker, by kind (from $URL/metrics)"
-curl -s "$URL/metrics" | grep -E '^bluetick_ingest_(events|requests|signature_failures)_total' | sed 's/^/   /'
+curl -s "$URL/metrics" | grep -E '^bluetick_ingest_events_total' | sed 's/^/   /'
+
+echo "== waiting for the sink to store them"
+acked=$(curl -s "$URL/metrics" | awk '/^bluetick_ingest_events_total/ {s += $2} END {print s + 0}')
+sink_total() { curl -s "http://$BLUETICK_SINK_LISTEN/metrics" | awk -v m="^bluetick_sink_$1" '$0 ~ m {s += $2} END {print s + 0}'; }
+for _ in $(seq 1 150); do
+  done_now=$(( $(sink_total rows_total) + $(sink_total expired_rows_total) + $(sink_total dead_letters_total) ))
+  [ "$done_now" -ge "$acked" ] && break
+  sleep 0.2
+done
+echo "   ingest: $acked events acked by the broker"
+echo "   sink:   $(sink_total rows_total) rows inserted (security events included), $(sink_total expired_rows_total) skipped as past retention, $(sink_total dead_letters_total) dead-lettered"
+
+echo "== ClickHouse $BLUETICK_CLICKHOUSE_URL, database $DB"
+echo "-- daily funnel (messages counted once, whatever the duplicates)"
+query "SELECT day, phone_number_id, pricing_category, messages, sent, delivered, read, failed, billable
+       FROM daily_funnel ORDER BY day, pricing_category FORMAT PrettyCompactMonoBlock"
+echo "-- latest status per message (out-of-order arrival resolved)"
+query "SELECT status, count() AS messages FROM message_latest_status GROUP BY status ORDER BY status FORMAT PrettyCompactMonoBlock"
+echo "-- rows per table (raw, duplicates included until merges) and distinct events"
+query "SELECT 'message_status' AS t, count() AS rows, uniqExact(event_id) AS events FROM message_status
+       UNION ALL SELECT 'inbound_message', count(), uniqExact(event_id) FROM inbound_message
+       UNION ALL SELECT 'account_event', count(), uniqExact(event_id) FROM account_event
+       UNION ALL SELECT 'security_event', count(), count() FROM security_event FORMAT PrettyCompactMonoBlock"
+echo "-- what a stored status looks like (masked number + keyed hash, no content)"
+query "SELECT message_id, status, ts, person_masked, substring(person_hash, 1, 16) AS hash_prefix, pricing_category
+       FROM message_status ORDER BY ts DESC LIMIT 3 FORMAT PrettyCompactMonoBlock"
 echo
-echo "Events are in topic bluetick.events.v1 on $BLUETICK_KAFKA_BROKERS."
+echo "Metrics: $URL/metrics (ingest), http://$BLUETICK_SINK_LISTEN/metrics (sink)."
 echo "Stop everything with: scripts/down.sh"

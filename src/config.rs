@@ -165,6 +165,8 @@ pub struct KafkaConfig {
     /// How long the producer retries a record (librdkafka message.timeout.ms). Longer than
     /// `ingest.produce_timeout_ms` on purpose: see `ingest::produce`.
     pub message_timeout_ms: u64,
+    /// librdkafka debug contexts for troubleshooting (e.g. `cgrp,fetch`); empty = off.
+    pub debug: String,
 }
 
 impl Default for KafkaConfig {
@@ -183,6 +185,7 @@ impl Default for KafkaConfig {
             queue_max_kib: 256 * 1024,
             message_max_bytes: 5 * 1024 * 1024,
             message_timeout_ms: 300_000,
+            debug: String::new(),
         }
     }
 }
@@ -213,6 +216,10 @@ impl Default for ClickHouseConfig {
 pub struct SinkConfig {
     /// Kafka consumer group; sink replicas in one group share the partitions.
     pub group_id: String,
+    /// Static group membership (Kafka `group.instance.id`): a sink restarted under the same
+    /// id takes its partitions back at once instead of waiting out the session timeout. Give
+    /// each replica its own stable id (e.g. the pod name of a StatefulSet); empty = dynamic.
+    pub instance_id: String,
     /// Address of the sink's /metrics and /healthz, `host:port`.
     pub listen: String,
     /// A batch is written when it holds this many records…
@@ -232,6 +239,7 @@ impl Default for SinkConfig {
     fn default() -> Self {
         SinkConfig {
             group_id: "bluetick-sink".into(),
+            instance_id: String::new(),
             listen: "127.0.0.1:9091".into(),
             batch_max_rows: 50_000,
             batch_max_bytes: 32 * 1024 * 1024,

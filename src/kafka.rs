@@ -28,6 +28,9 @@ pub fn client_config(cfg: &KafkaConfig) -> ClientConfig {
     c.set("bootstrap.servers", &cfg.brokers)
         .set("socket.keepalive.enable", "true")
         .set("log_level", "4");
+    if !cfg.debug.is_empty() {
+        c.set("debug", &cfg.debug).set("log_level", "7");
+    }
     c
 }
 

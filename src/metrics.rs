@@ -24,6 +24,7 @@ pub const SINK_BATCH_ROWS: &str = "bluetick_sink_batch_rows";
 pub const SINK_BATCH_SECONDS: &str = "bluetick_sink_batch_duration_seconds";
 pub const SINK_EVENT_DELAY_SECONDS: &str = "bluetick_sink_event_delay_seconds";
 pub const SINK_CONSUMER_LAG: &str = "bluetick_sink_consumer_lag_messages";
+pub const SINK_ASSIGNED_PARTITIONS: &str = "bluetick_sink_assigned_partitions";
 pub const SINK_DEAD_LETTERS: &str = "bluetick_sink_dead_letters_total";
 pub const SINK_EXPIRED: &str = "bluetick_sink_expired_rows_total";
 pub const SINK_RETRIES: &str = "bluetick_sink_retries_total";
@@ -116,6 +117,10 @@ fn describe() {
     describe_gauge!(
         SINK_CONSUMER_LAG,
         "Records in a partition after the committed offset."
+    );
+    describe_gauge!(
+        SINK_ASSIGNED_PARTITIONS,
+        "Partitions this sink holds; 0 on a replica beyond the partition count."
     );
     describe_counter!(
         SINK_DEAD_LETTERS,

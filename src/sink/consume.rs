@@ -21,17 +21,23 @@ pub struct Context;
 
 impl ClientContext for Context {
     fn stats(&self, stats: Statistics) {
+        let mut assigned = 0;
         for (topic, t) in &stats.topics {
             for (partition, p) in &t.partitions {
                 // Partition -1 is librdkafka's internal "unassigned" bucket; -1 lag means
                 // unknown (not assigned here, or nothing committed yet).
-                if *partition < 0 || !p.desired || p.consumer_lag < 0 {
+                if *partition < 0 || !p.desired {
+                    continue;
+                }
+                assigned += 1;
+                if p.consumer_lag < 0 {
                     continue;
                 }
                 metrics::gauge!(m::SINK_CONSUMER_LAG, "topic" => topic.clone(), "partition" => partition.to_string())
                     .set(p.consumer_lag as f64);
             }
         }
+        metrics::gauge!(m::SINK_ASSIGNED_PARTITIONS).set(f64::from(assigned));
     }
 }
 
@@ -48,7 +54,11 @@ impl Consumer {
     /// starts from the earliest offset, so nothing produced before the sink's first start is
     /// skipped.
     pub fn new(kafka: &KafkaConfig, sink: &SinkConfig) -> Result<Self, KafkaError> {
-        let inner: StreamConsumer<Context> = client_config(kafka)
+        let mut config = client_config(kafka);
+        if !sink.instance_id.is_empty() {
+            config.set("group.instance.id", &sink.instance_id);
+        }
+        let inner: StreamConsumer<Context> = config
             .set("client.id", "bluetick-sink")
             .set("group.id", &sink.group_id)
             .set("enable.auto.commit", "false")
