@@ -6,7 +6,8 @@
 #      seconds ClickHouse and the broker spent meanwhile);
 #   2. webhook -> queryable latency: with the sink caught up, PROBES single-status webhooks at
 #      RATE/s; each is timed from its POST until its row answers a ClickHouse query.
-# Loopback only, bounded in count and time; stops what it started. Uses its own topics and
+# Loopback only, bounded in count and time; stops the bluetick processes it started (the broker
+# and ClickHouse stay up: scripts/services.sh stop). Uses its own topics and
 # database (dropped at the end).
 #
 #   scripts/measure-sink.sh            # EVENTS=200000 PROBES=100 RATE=10
