@@ -22,6 +22,12 @@ pub const ALIASES: &[(&str, &str, &str)] = &[
     ("BLUETICK_VERIFY_TOKEN", "ingest", "verify_token"),
     ("BLUETICK_PEPPER", "privacy", "pepper"),
     ("BLUETICK_PEPPER_FILE", "privacy", "pepper_file"),
+    ("BLUETICK_PEPPER_PREVIOUS", "privacy", "pepper_previous"),
+    (
+        "BLUETICK_PEPPER_PREVIOUS_FILE",
+        "privacy",
+        "pepper_previous_file",
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -137,6 +143,10 @@ pub struct PrivacyConfig {
     pub pepper: Secret,
     /// File holding the pepper (trailing newline ignored); wins over `pepper`.
     pub pepper_file: String,
+    /// The pepper before the last rotation: rows written before it carry hashes under this
+    /// one until they age out, so `erase`/`export --previous-pepper` search with both.
+    pub pepper_previous: Secret,
+    pub pepper_previous_file: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -251,24 +261,42 @@ impl Default for SinkConfig {
     }
 }
 
-/// Days each table keeps, counted from the event time. `bluetick retention` drops a day's
-/// partition once all of it is older; the sink does not write rows already that old.
+/// The retention policy, in one place: per table, the days it keeps (counted from the event
+/// time) and the basis a BSP publishes for keeping it. `bluetick retention` drops a day's
+/// partition once all of it is older; the sink does not write rows already that old;
+/// `bluetick retention --report` prints this policy against what the tables hold.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RetentionConfig {
     pub message_status_days: u32,
+    pub message_status_basis: String,
     pub inbound_message_days: u32,
+    pub inbound_message_basis: String,
     pub account_event_days: u32,
+    pub account_event_basis: String,
     pub security_event_days: u32,
+    pub security_event_basis: String,
 }
 
 impl Default for RetentionConfig {
     fn default() -> Self {
         RetentionConfig {
             message_status_days: 90,
+            message_status_basis: "messaging metadata: delivery analytics and billing \
+                reconciliation for the business (contract); masked number + keyed hash only"
+                .into(),
             inbound_message_days: 90,
+            inbound_message_basis: "messaging metadata: type and time of inbound messages, \
+                no content (contract); masked number + keyed hash only"
+                .into(),
             account_event_days: 90,
+            account_event_basis: "business account, template and quality updates; \
+                no personal data (legitimate interest)"
+                .into(),
             security_event_days: 180,
+            security_event_basis: "security log: refused requests with source IP, reason \
+                and time (legitimate interest: fraud and abuse prevention)"
+                .into(),
         }
     }
 }
@@ -322,25 +350,48 @@ impl Config {
     /// The phone-number hash key, from `privacy.pepper_file` or `privacy.pepper`.
     pub fn pepper(&self) -> Result<Pepper, ConfigError> {
         let p = &self.privacy;
-        let secret = if p.pepper_file.is_empty() {
-            p.pepper.expose().to_string()
-        } else {
-            let text =
-                std::fs::read_to_string(&p.pepper_file).map_err(|e| ConfigError::Invalid {
-                    key: "privacy.pepper_file",
-                    reason: format!("cannot read {}: {e}", p.pepper_file),
-                })?;
-            text.trim_end_matches(['\r', '\n']).to_string()
-        };
-        if secret.len() < 16 {
-            return Err(ConfigError::Invalid {
-                key: "privacy.pepper",
-                reason: "set BLUETICK_PEPPER or BLUETICK_PEPPER_FILE to a secret of 16+ bytes"
-                    .into(),
-            });
-        }
-        Ok(Pepper::new(secret.as_bytes()))
+        read_pepper(
+            &p.pepper,
+            &p.pepper_file,
+            "privacy.pepper",
+            "BLUETICK_PEPPER",
+        )
     }
+
+    /// The pepper before the last rotation (`privacy.pepper_previous[_file]`).
+    pub fn previous_pepper(&self) -> Result<Pepper, ConfigError> {
+        let p = &self.privacy;
+        read_pepper(
+            &p.pepper_previous,
+            &p.pepper_previous_file,
+            "privacy.pepper_previous",
+            "BLUETICK_PEPPER_PREVIOUS",
+        )
+    }
+}
+
+fn read_pepper(
+    value: &Secret,
+    file: &str,
+    key: &'static str,
+    var: &str,
+) -> Result<Pepper, ConfigError> {
+    let secret = if file.is_empty() {
+        value.expose().to_string()
+    } else {
+        let text = std::fs::read_to_string(file).map_err(|e| ConfigError::Invalid {
+            key,
+            reason: format!("cannot read {file}: {e}"),
+        })?;
+        text.trim_end_matches(['\r', '\n']).to_string()
+    };
+    if secret.len() < 16 {
+        return Err(ConfigError::Invalid {
+            key,
+            reason: format!("set {var} or {var}_FILE to a secret of 16+ bytes"),
+        });
+    }
+    Ok(Pepper::new(secret.as_bytes()))
 }
 
 fn missing(key: &'static str, var: &str) -> ConfigError {

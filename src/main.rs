@@ -56,8 +56,38 @@ enum Command {
     /// Prints each partition it drops and a summary. Safe to run from cron at any time.
     Retention {
         /// Print what would be dropped; change nothing.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "report")]
         dry_run: bool,
+        /// Print the policy (days and basis per table) and whether each table complies today;
+        /// drop nothing. Exits non-zero if a table holds data past its retention.
+        #[arg(long)]
+        report: bool,
+    },
+    /// Erase everything held about people (DPDP Act / GDPR erasure): finds their rows by the
+    /// keyed hash of their number in every table that holds people, deletes them, waits until
+    /// ClickHouse has, verifies none remain, and writes an audit row per person to
+    /// erasure_audit (hash only, never the number).
+    ///
+    /// Idempotent: running it again removes nothing more and audits that. Exits non-zero,
+    /// saying what was and was not erased, if any table could not be. Events still in Kafka
+    /// (masked, hashed) expire with the topic's retention.
+    Erase {
+        #[command(flatten)]
+        people: People,
+        /// How long to wait for ClickHouse to finish deleting, per table.
+        #[arg(long, default_value_t = 600, value_name = "SECS")]
+        timeout_secs: u64,
+    },
+    /// Export everything held about people, as JSON Lines (default) or CSV
+    /// (schemas/export.v1.schema.json). Progress goes to stderr.
+    Export {
+        #[command(flatten)]
+        people: People,
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: bluetick::privacy::export::Format,
+        /// Write to FILE instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
     /// Create or update the ClickHouse schema (database, tables, views) from the versioned
     /// files in schemas/clickhouse/, and create the Kafka topics.
@@ -69,6 +99,53 @@ enum Command {
         #[arg(long)]
         skip_kafka: bool,
     },
+}
+
+/// Who `erase` and `export` are about.
+#[derive(clap::Args)]
+struct People {
+    /// A phone number in any formatting (digits count), e.g. +91 98765 44321. Repeatable.
+    #[arg(long = "phone", value_name = "NUMBER")]
+    phones: Vec<String>,
+    /// A keyed hash as stored in person_hash (64 hex digits). Repeatable.
+    #[arg(long = "hash", value_name = "HEX")]
+    hashes: Vec<String>,
+    /// A file with one number or hash per line (# comments allowed).
+    #[arg(long, value_name = "FILE")]
+    from_file: Option<PathBuf>,
+    /// Also search with the pepper before the last rotation (privacy.pepper_previous), for
+    /// rows hashed before it.
+    #[arg(long)]
+    previous_pepper: bool,
+}
+
+impl People {
+    fn hashes(&self, cfg: &Config) -> anyhow::Result<Vec<bluetick::privacy::PhoneHash>> {
+        use bluetick::privacy::{hashes_of, PersonRef};
+        let mut refs = Vec::new();
+        for (flag, values) in [("--phone", &self.phones), ("--hash", &self.hashes)] {
+            for v in values {
+                let r = PersonRef::parse(v).with_context(|| {
+                    format!("{flag} {v:?}: not a phone number or a 64-digit hash")
+                })?;
+                refs.push(r);
+            }
+        }
+        if let Some(path) = &self.from_file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            refs.extend(PersonRef::parse_list(&path.display().to_string(), &text)?);
+        }
+        let current = cfg.pepper()?;
+        let previous = if self.previous_pepper {
+            Some(cfg.previous_pepper()?)
+        } else {
+            None
+        };
+        let mut peppers = vec![&current];
+        peppers.extend(previous.as_ref());
+        Ok(hashes_of(&refs, &peppers)?)
+    }
 }
 
 fn main() -> std::process::ExitCode {
@@ -113,8 +190,67 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     .with_context(|| format!("binding {}", cfg.sink.listen))?;
                 bluetick::sink::run(&cfg, listener, shutdown_signal()).await?;
             }
-            Command::Retention { dry_run } => {
-                bluetick::retention::run(&cfg, dry_run, &mut std::io::stdout()).await?;
+            Command::Retention { dry_run, report } => {
+                let mut out = std::io::stdout();
+                if report {
+                    let tables = bluetick::retention::report(&cfg, &mut out).await?;
+                    let late: Vec<&str> = tables
+                        .iter()
+                        .filter(|t| !t.complies)
+                        .map(|t| t.table.name())
+                        .collect();
+                    if !late.is_empty() {
+                        anyhow::bail!(
+                            "not compliant today: {} hold data past retention",
+                            late.join(", ")
+                        );
+                    }
+                } else {
+                    bluetick::retention::run(&cfg, dry_run, &mut out).await?;
+                }
+            }
+            Command::Erase {
+                people,
+                timeout_secs,
+            } => {
+                let hashes = people.hashes(&cfg)?;
+                let timeout = std::time::Duration::from_secs(timeout_secs);
+                bluetick::privacy::erase::run(&cfg, &hashes, timeout, &mut std::io::stdout())
+                    .await?;
+            }
+            Command::Export {
+                people,
+                format,
+                out,
+            } => {
+                let hashes = people.hashes(&cfg)?;
+                let mut progress = std::io::stderr();
+                match out {
+                    Some(path) => {
+                        let file = std::fs::File::create(&path)
+                            .with_context(|| format!("creating {}", path.display()))?;
+                        let mut file = std::io::BufWriter::new(file);
+                        bluetick::privacy::export::run(
+                            &cfg,
+                            &hashes,
+                            format,
+                            &mut file,
+                            &mut progress,
+                        )
+                        .await?;
+                    }
+                    None => {
+                        let mut stdout = std::io::stdout().lock();
+                        bluetick::privacy::export::run(
+                            &cfg,
+                            &hashes,
+                            format,
+                            &mut stdout,
+                            &mut progress,
+                        )
+                        .await?;
+                    }
+                }
             }
             Command::Migrate { skip_kafka } => {
                 let mut out = std::io::stdout();

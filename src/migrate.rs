@@ -30,6 +30,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "002_views.sql",
         sql: include_str!("../schemas/clickhouse/002_views.sql"),
     },
+    Migration {
+        version: 3,
+        name: "003_erasure_audit.sql",
+        sql: include_str!("../schemas/clickhouse/003_erasure_audit.sql"),
+    },
 ];
 
 #[derive(Debug, thiserror::Error)]

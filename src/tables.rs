@@ -36,6 +36,16 @@ impl Table {
         Table::ALL.into_iter().find(|t| t.name() == name)
     }
 
+    /// Why the table is kept, as the policy states it.
+    pub fn basis(self, cfg: &RetentionConfig) -> &str {
+        match self {
+            Table::MessageStatus => &cfg.message_status_basis,
+            Table::InboundMessage => &cfg.inbound_message_basis,
+            Table::AccountEvent => &cfg.account_event_basis,
+            Table::SecurityEvent => &cfg.security_event_basis,
+        }
+    }
+
     pub fn retention_days(self, cfg: &RetentionConfig) -> u32 {
         match self {
             Table::MessageStatus => cfg.message_status_days,

@@ -80,6 +80,24 @@ fn script(database: &str) -> Vec<String> {
          billable FROM daily_funnel ORDER BY day, phone_number_id, pricing_category"
             .into(),
     );
+    // Export and erase: the person's rows once each, the tables that hold people, a delete
+    // mutation and the mutation status erase polls.
+    sql.push(
+        "SELECT message_id, status FROM message_status FINAL WHERE person_hash IN ('h1') \
+         ORDER BY ts, event_id"
+            .into(),
+    );
+    sql.push(format!(
+        "SELECT name, engine FROM system.tables WHERE database = '{database}' \
+         AND name != 'erasure_audit' AND engine LIKE '%MergeTree%' AND name IN \
+         (SELECT table FROM system.columns WHERE database = '{database}' \
+         AND name = 'person_hash') ORDER BY name"
+    ));
+    sql.push("ALTER TABLE inbound_message DELETE WHERE person_hash IN ('h9')".into());
+    sql.push(format!(
+        "SELECT count() FROM system.mutations WHERE database = '{database}' \
+         AND table = 'message_status' AND is_done = 0"
+    ));
     // Row counts per part are left out: current ClickHouse already collapses duplicates
     // within one INSERT (`optimize_on_insert`), 18.16 only on merge.
     let partitions = format!(
@@ -145,6 +163,14 @@ async fn schema_and_queries_agree_on_clickhouse_18_16_and_current() {
         "2025-06-15\tp1\tmarketing\t1\t1\t0\t0\t1\t1\n\
          2025-06-15\tp1\tutility\t1\t1\t1\t1\t0\t1\n\
          2025-06-16\tp2\tutility\t1\t1\t0\t0\t0\t0\n"
+    );
+    assert_eq!(
+        at("SELECT message_id, status FROM message_status FINAL"),
+        "m1\tsent\nm1\tdelivered\nm1\tread\n"
+    );
+    assert_eq!(
+        at("SELECT name, engine"),
+        "inbound_message\tReplacingMergeTree\nmessage_status\tReplacingMergeTree\n"
     );
     let n = selects.len();
     assert_eq!(

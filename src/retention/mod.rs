@@ -98,6 +98,87 @@ pub async fn run(
     })
 }
 
+/// One table against the policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Compliance {
+    pub table: Table,
+    pub days: u32,
+    pub oldest: Option<u32>,
+    pub partitions: usize,
+    pub rows: u64,
+    /// No partition is older than the policy allows today.
+    pub complies: bool,
+}
+
+/// Prints the policy (days and basis per table) against what each table holds today.
+pub async fn report(cfg: &Config, out: &mut impl Write) -> Result<Vec<Compliance>, RetentionError> {
+    let ch = &cfg.clickhouse;
+    let client = crate::migrate::client(ch);
+    let partitions =
+        list(&client, &ch.database)
+            .await
+            .map_err(|source| RetentionError::ClickHouse {
+                url: ch.url.clone(),
+                source,
+            })?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let policy = &cfg.retention;
+    writeln!(
+        out,
+        "retention policy of {}.* on {} (UTC), by event time",
+        ch.database,
+        yyyymmdd(now / 86_400)
+    )?;
+    writeln!(
+        out,
+        "{:<16} {:>5}  {:<8}  {:<8}  {:>10}  {:>12}  complies",
+        "table", "days", "keeps", "oldest", "partitions", "rows"
+    )?;
+    let mut result = Vec::new();
+    for table in Table::ALL {
+        let mine: Vec<&Partition> = partitions.iter().filter(|p| p.table == table).collect();
+        let oldest = mine.iter().map(|p| p.id).min();
+        let first = first_kept_partition(table, now, policy);
+        let c = Compliance {
+            table,
+            days: table.retention_days(policy),
+            oldest,
+            partitions: mine.len(),
+            rows: mine.iter().map(|p| p.rows).sum(),
+            complies: oldest.map_or(true, |o| o >= first),
+        };
+        writeln!(
+            out,
+            "{:<16} {:>5}  {:<8}  {:<8}  {:>10}  {:>12}  {}",
+            table.name(),
+            c.days,
+            format!(">={first}"),
+            oldest.map_or("-".to_string(), |o| o.to_string()),
+            c.partitions,
+            c.rows,
+            if c.complies {
+                "yes"
+            } else {
+                "NO: run `bluetick retention`"
+            }
+        )?;
+        result.push(c);
+    }
+    writeln!(out, "basis:")?;
+    for table in Table::ALL {
+        writeln!(out, "  {:<16} {}", table.name(), table.basis(policy))?;
+    }
+    writeln!(
+        out,
+        "  {:<16} kept by bluetick: none. Request logs go to the process's stderr; keep them \
+         in your log pipeline for the days your policy states (90 is common).",
+        "api logs"
+    )?;
+    Ok(result)
+}
+
 /// Active partitions per table of a database (`?`), with their rows.
 pub const LIST_PARTITIONS_SQL: &str = "SELECT table, partition, sum(rows) AS rows \
      FROM system.parts WHERE database = ? AND active \

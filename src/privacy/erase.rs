@@ -1,0 +1,317 @@
+//! `bluetick erase`: deletes every row held about one or more people, found by their keyed
+//! hash, proves none is left, and records that it did.
+//!
+//! Which tables hold people is read from the live schema (every MergeTree table with a
+//! `person_hash` column), so a table added later is erased too without a code change. Views
+//! hold no rows of their own. Steps per table: count the rows, `ALTER TABLE … DELETE` (a
+//! mutation: ClickHouse rewrites the affected parts), wait for the mutation, count again. Then
+//! one audit row per person in `erasure_audit`. Running it again is harmless: nothing left to
+//! delete, and a new audit row says so.
+
+use crate::config::Config;
+use crate::privacy::PhoneHash;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EraseError {
+    #[error("clickhouse at {url}: {source}")]
+    ClickHouse {
+        url: String,
+        source: clickhouse::error::Error,
+    },
+    #[error(
+        "erasure incomplete: {remaining} rows remain in {table} (rows written while it ran? \
+         run it again){done}"
+    )]
+    Remaining {
+        table: String,
+        remaining: u64,
+        done: String,
+    },
+    #[error("erasure of {table} did not finish within {secs} s; it goes on in ClickHouse (system.mutations): run the same command again to verify{done}")]
+    Timeout {
+        table: String,
+        secs: u64,
+        done: String,
+    },
+    #[error("writing progress: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What one run did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub request_id: String,
+    /// Rows removed per table.
+    pub removed: BTreeMap<String, u64>,
+    /// Rows removed per person (hex hash).
+    pub per_person: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Deserialize, clickhouse::Row)]
+struct Count {
+    person_hash: String,
+    rows: u64,
+}
+
+/// The audit of erasures names people by hash too, but is the record that they were erased:
+/// it is neither erased nor exported.
+pub const AUDIT_TABLE: &str = "erasure_audit";
+
+/// MergeTree tables of `database` that have a `person_hash` column (except the audit).
+pub async fn tables_with_people(
+    client: &clickhouse::Client,
+    database: &str,
+) -> Result<Vec<String>, clickhouse::error::Error> {
+    Ok(people_tables(client, database)
+        .await?
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect())
+}
+
+/// As [`tables_with_people`], with each table's engine.
+pub async fn people_tables(
+    client: &clickhouse::Client,
+    database: &str,
+) -> Result<Vec<(String, String)>, clickhouse::error::Error> {
+    client
+        .query(
+            "SELECT name, engine FROM system.tables WHERE database = ? AND name != ? \
+             AND engine LIKE '%MergeTree%' AND name IN (SELECT table FROM system.columns \
+             WHERE database = ? AND name = 'person_hash') ORDER BY name",
+        )
+        .bind(database)
+        .bind(AUDIT_TABLE)
+        .bind(database)
+        .fetch_all::<(String, String)>()
+        .await
+}
+
+/// Erases every row of the people in `hashes`, waiting up to `timeout` per table.
+pub async fn run(
+    cfg: &Config,
+    hashes: &[PhoneHash],
+    timeout: Duration,
+    out: &mut impl Write,
+) -> Result<Report, EraseError> {
+    let ch = &cfg.clickhouse;
+    let err = |source| EraseError::ClickHouse {
+        url: ch.url.clone(),
+        source,
+    };
+    let client = crate::migrate::client(ch).with_database(&ch.database);
+    let requested_at = now_secs();
+    let request_id = request_id(hashes, requested_at);
+    let list = hash_list(hashes);
+    let tables = tables_with_people(&client, &ch.database)
+        .await
+        .map_err(err)?;
+    writeln!(
+        out,
+        "erasure {request_id}: {} person(s), tables {}",
+        hashes.len(),
+        tables.join(", ")
+    )?;
+    let mut report = Report {
+        request_id: request_id.clone(),
+        removed: BTreeMap::new(),
+        per_person: hashes.iter().map(|h| (h.to_string(), 0)).collect(),
+    };
+    for table in &tables {
+        let done = || summary(&report.removed);
+        let before = counts(&client, table, &list).await.map_err(err)?;
+        let rows: u64 = before.iter().map(|c| c.rows).sum();
+        write!(out, "  {table}: {rows} rows")?;
+        out.flush()?;
+        if rows > 0 {
+            let sql = format!("ALTER TABLE `{table}` DELETE WHERE person_hash IN ({list})");
+            client.query(&sql).execute().await.map_err(err)?;
+            if !wait_for_mutations(&client, &ch.database, table, timeout)
+                .await
+                .map_err(err)?
+            {
+                writeln!(out, " … still deleting")?;
+                return Err(EraseError::Timeout {
+                    table: table.clone(),
+                    secs: timeout.as_secs(),
+                    done: done(),
+                });
+            }
+        }
+        let after: u64 = counts(&client, table, &list)
+            .await
+            .map_err(err)?
+            .iter()
+            .map(|c| c.rows)
+            .sum();
+        if after > 0 {
+            writeln!(out, " … {after} remain")?;
+            return Err(EraseError::Remaining {
+                table: table.clone(),
+                remaining: after,
+                done: done(),
+            });
+        }
+        writeln!(out, " erased, 0 remain")?;
+        report.removed.insert(table.clone(), rows);
+        for c in before {
+            *report.per_person.entry(c.person_hash).or_default() += c.rows;
+        }
+    }
+    audit(&client, &report, &tables, requested_at)
+        .await
+        .map_err(err)?;
+    let total: u64 = report.removed.values().sum();
+    writeln!(
+        out,
+        "erasure {request_id}: {total} rows removed, 0 remain; audit rows written to erasure_audit"
+    )?;
+    Ok(report)
+}
+
+async fn counts(
+    client: &clickhouse::Client,
+    table: &str,
+    list: &str,
+) -> Result<Vec<Count>, clickhouse::error::Error> {
+    let sql = format!(
+        "SELECT person_hash, count() AS rows FROM `{table}` WHERE person_hash IN ({list}) \
+         GROUP BY person_hash"
+    );
+    client.query(&sql).fetch_all().await
+}
+
+/// Polls `system.mutations` until the table has none left to do; false on timeout.
+async fn wait_for_mutations(
+    client: &clickhouse::Client,
+    database: &str,
+    table: &str,
+    timeout: Duration,
+) -> Result<bool, clickhouse::error::Error> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let pending: u64 = client
+            .query(
+                "SELECT count() FROM system.mutations WHERE database = ? AND table = ? \
+                 AND is_done = 0",
+            )
+            .bind(database)
+            .bind(table)
+            .fetch_one()
+            .await?;
+        if pending == 0 {
+            return Ok(true);
+        }
+        if Instant::now() >= deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[derive(Debug, serde::Serialize, clickhouse::Row)]
+struct AuditRow<'a> {
+    request_id: &'a str,
+    person_hash: &'a str,
+    tables: &'a str,
+    rows_removed: u64,
+    rows_remaining: u64,
+    requested_at: u32,
+    finished_at: u32,
+    outcome: &'a str,
+}
+
+async fn audit(
+    client: &clickhouse::Client,
+    report: &Report,
+    tables: &[String],
+    requested_at: u64,
+) -> Result<(), clickhouse::error::Error> {
+    let tables = tables.join(",");
+    let finished_at = now_secs() as u32;
+    let mut insert = client.insert::<AuditRow<'static>>(AUDIT_TABLE).await?;
+    for (hash, rows) in &report.per_person {
+        insert
+            .write(&AuditRow {
+                request_id: &report.request_id,
+                person_hash: hash,
+                tables: &tables,
+                rows_removed: *rows,
+                rows_remaining: 0,
+                requested_at: requested_at as u32,
+                finished_at,
+                outcome: "erased",
+            })
+            .await?;
+    }
+    insert.end().await
+}
+
+/// `'h1', 'h2', …` — hex hashes only, so safe to inline.
+fn hash_list(hashes: &[PhoneHash]) -> String {
+    hashes
+        .iter()
+        .map(|h| format!("'{}'", h.to_hex().as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A request id that is unique per run and says when it ran: `er-<unix secs>-<16 hex>`.
+fn request_id(hashes: &[PhoneHash], at: u64) -> String {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(&at.to_be_bytes());
+    h.update(&std::process::id().to_be_bytes());
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    h.update(&nanos.to_be_bytes());
+    for hash in hashes {
+        h.update(&hash.0);
+    }
+    format!("er-{at}-{:016x}", h.digest())
+}
+
+fn summary(removed: &BTreeMap<String, u64>) -> String {
+    if removed.is_empty() {
+        return "; no table was erased yet".into();
+    }
+    let done: Vec<String> = removed
+        .iter()
+        .map(|(t, n)| format!("{t} ({n} rows)"))
+        .collect();
+    format!("; already erased: {}", done.join(", "))
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::privacy::Pepper;
+
+    #[test]
+    fn hashes_inline_as_hex_literals_only() {
+        let h = Pepper::new(b"pepper-pepper-pepper").hash_phone("+91 98765 44321");
+        let list = hash_list(&[h, h]);
+        assert_eq!(list.len(), 2 * 66 + 2);
+        assert!(list
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() || matches!(c, '\'' | ',' | ' ')));
+    }
+
+    #[test]
+    fn request_ids_differ_per_run_and_name_the_time() {
+        let a = request_id(&[], 1_795_521_600);
+        let b = request_id(&[], 1_795_521_600);
+        assert!(a.starts_with("er-1795521600-"));
+        assert_ne!(a, b);
+    }
+}

@@ -1,0 +1,233 @@
+//! `bluetick export`: every row held about a person, from every table that holds people, in a
+//! stable machine-readable form (`schemas/export.v1.schema.json`): JSON Lines, one object per
+//! row with its `table` first and the table's columns in schema order, or CSV with a `table`
+//! column and the union of the columns. 64-bit integers are strings in JSON, as ClickHouse
+//! writes them, so no reader loses precision.
+
+use crate::config::Config;
+use crate::privacy::erase::people_tables;
+use crate::privacy::PhoneHash;
+use std::collections::BTreeMap;
+use std::io::Write;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Jsonl,
+    Csv,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("clickhouse at {url}: {source}")]
+    ClickHouse {
+        url: String,
+        source: clickhouse::error::Error,
+    },
+    #[error("clickhouse answered a row that is not a JSON object: {0}")]
+    Row(String),
+    #[error("writing the export: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Rows exported per table.
+pub type Summary = BTreeMap<String, u64>;
+
+/// Writes the rows of the people in `hashes` to `data` and a line per table to `progress`.
+pub async fn run(
+    cfg: &Config,
+    hashes: &[PhoneHash],
+    format: Format,
+    data: &mut impl Write,
+    progress: &mut impl Write,
+) -> Result<Summary, ExportError> {
+    let ch = &cfg.clickhouse;
+    let err = |source| ExportError::ClickHouse {
+        url: ch.url.clone(),
+        source,
+    };
+    let client = crate::migrate::client(ch).with_database(&ch.database);
+    let list: Vec<String> = hashes
+        .iter()
+        .map(|h| format!("'{}'", h.to_hex().as_str()))
+        .collect();
+    let list = list.join(", ");
+    let mut tables = Vec::new();
+    for (table, engine) in people_tables(&client, &ch.database).await.map_err(err)? {
+        // FINAL: a row delivered twice (Meta retry, Kafka replay) is one row held.
+        let fin = if engine.contains("Replacing") {
+            " FINAL"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "SELECT * FROM `{table}`{fin} WHERE person_hash IN ({list}) ORDER BY ts, event_id"
+        );
+        let bytes = client
+            .query(&sql)
+            .fetch_bytes("JSONEachRow")
+            .map_err(err)?
+            .collect()
+            .await
+            .map_err(err)?;
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let columns = if format == Format::Csv {
+            columns(&client, &table).await.map_err(err)?
+        } else {
+            Vec::new()
+        };
+        tables.push((table, columns, text));
+    }
+    let mut summary = Summary::new();
+    match format {
+        Format::Jsonl => {
+            for (table, _, text) in &tables {
+                let n = write_jsonl(table, text, data)?;
+                summary.insert(table.clone(), n);
+            }
+        }
+        Format::Csv => summary = write_csv(&tables, data)?,
+    }
+    data.flush()?;
+    for (table, n) in &summary {
+        writeln!(progress, "  {table}: {n} rows")?;
+    }
+    writeln!(
+        progress,
+        "export: {} rows for {} person(s)",
+        summary.values().sum::<u64>(),
+        hashes.len()
+    )?;
+    Ok(summary)
+}
+
+/// Column names of `table` in their order.
+async fn columns(
+    client: &clickhouse::Client,
+    table: &str,
+) -> Result<Vec<String>, clickhouse::error::Error> {
+    let bytes = client
+        .query(&format!("DESCRIBE TABLE `{table}`"))
+        .fetch_bytes("TSV")?
+        .collect()
+        .await?;
+    Ok(String::from_utf8_lossy(&bytes)
+        .lines()
+        .filter_map(|l| l.split('\t').next())
+        .map(str::to_string)
+        .collect())
+}
+
+/// Each JSONEachRow line becomes `{"table":"…",<its columns>}`.
+fn write_jsonl(table: &str, text: &str, out: &mut impl Write) -> Result<u64, ExportError> {
+    let mut n = 0;
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let Some(rest) = line.trim().strip_prefix('{') else {
+            return Err(ExportError::Row(line.chars().take(80).collect()));
+        };
+        let sep = if rest.trim_start().starts_with('}') {
+            ""
+        } else {
+            ","
+        };
+        writeln!(
+            out,
+            "{{\"table\":{}{sep}{rest}",
+            serde_json::Value::from(table)
+        )?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+fn write_csv(
+    tables: &[(String, Vec<String>, String)],
+    out: &mut impl Write,
+) -> Result<Summary, ExportError> {
+    let mut header: Vec<&str> = vec!["table"];
+    for (_, columns, _) in tables {
+        for c in columns {
+            if !header.contains(&c.as_str()) {
+                header.push(c);
+            }
+        }
+    }
+    let line: Vec<String> = header.iter().map(|h| csv_field(h)).collect();
+    writeln!(out, "{}", line.join(","))?;
+    let mut summary = Summary::new();
+    for (table, _, text) in tables {
+        let mut n = 0;
+        for row in text.lines().filter(|l| !l.trim().is_empty()) {
+            let value: serde_json::Map<String, serde_json::Value> = serde_json::from_str(row)
+                .map_err(|_| ExportError::Row(row.chars().take(80).collect()))?;
+            let fields: Vec<String> = header
+                .iter()
+                .map(|h| match (*h, value.get(*h)) {
+                    ("table", _) => csv_field(table),
+                    (_, Some(serde_json::Value::String(s))) => csv_field(s),
+                    (_, Some(v)) => csv_field(&v.to_string()),
+                    (_, None) => String::new(),
+                })
+                .collect();
+            writeln!(out, "{}", fields.join(","))?;
+            n += 1;
+        }
+        summary.insert(table.clone(), n);
+    }
+    Ok(summary)
+}
+
+/// RFC 4180: quoted when it holds a comma, quote or line break.
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jsonl_puts_the_table_first_and_keeps_the_row() {
+        let mut out = Vec::new();
+        let n =
+            write_jsonl("message_status", "{\"a\":\"1\",\"b\":2}\n\n{}\n", &mut out).expect("rows");
+        assert_eq!(n, 2);
+        let text = String::from_utf8(out).expect("utf-8");
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("json"))
+            .collect();
+        assert_eq!(
+            lines[0],
+            serde_json::json!({"table": "message_status", "a": "1", "b": 2})
+        );
+        assert_eq!(lines[1], serde_json::json!({"table": "message_status"}));
+        assert!(text.starts_with("{\"table\":\"message_status\",\"a\""));
+    }
+
+    #[test]
+    fn csv_has_one_header_over_all_tables() {
+        let tables = vec![
+            (
+                "t1".to_string(),
+                vec!["a".to_string(), "b".to_string()],
+                "{\"a\":\"x,y\",\"b\":1}\n".to_string(),
+            ),
+            (
+                "t2".to_string(),
+                vec!["a".to_string(), "c".to_string()],
+                "{\"a\":\"say \\\"hi\\\"\",\"c\":\"z\"}\n".to_string(),
+            ),
+        ];
+        let mut out = Vec::new();
+        let summary = write_csv(&tables, &mut out).expect("csv");
+        assert_eq!(summary["t1"], 1);
+        assert_eq!(
+            String::from_utf8(out).expect("utf-8"),
+            "table,a,b,c\nt1,\"x,y\",1,\nt2,\"say \"\"hi\"\"\",,z\n"
+        );
+    }
+}
