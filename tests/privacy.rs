@@ -23,24 +23,6 @@ fn hash(number: &str) -> PhoneHash {
     Pepper::new(PEPPER.as_bytes()).hash_phone(number)
 }
 
-fn inbound(from: &[(String, String)], ts: u64) -> Vec<u8> {
-    let messages: Vec<serde_json::Value> = from
-        .iter()
-        .map(|(number, id)| {
-            serde_json::json!({"from": number, "id": id, "timestamp": ts.to_string(),
-                "type": "image", "image": {"id": "SECRET-MEDIA", "caption": "SECRET-CAPTION"}})
-        })
-        .collect();
-    serde_json::to_vec(&serde_json::json!({
-        "object": "whatsapp_business_account",
-        "entry": [{"id": "102290129340398", "changes": [{"field": "messages", "value": {
-            "messaging_product": "whatsapp",
-            "metadata": {"display_phone_number": "15550783881", "phone_number_id": "106540352242922"},
-            "messages": messages}}]}]
-    }))
-    .expect("json")
-}
-
 fn schema_fields() -> BTreeSet<String> {
     let schema: serde_json::Value =
         serde_json::from_str(include_str!("../schemas/export.v1.schema.json")).expect("schema");
@@ -62,11 +44,7 @@ async fn export(cfg: &bluetick::config::Config, format: Format) -> String {
 
 #[tokio::test]
 async fn export_and_erase_cover_exactly_one_person() {
-    let mut cfg = config();
-    sink_config(&mut cfg);
-    migrate(&cfg).await;
-    let ingest = Server::start(&cfg).await;
-    let sink = Sink::start(&cfg).await;
+    let (cfg, ingest, sink) = pipeline().await;
     let now = now_secs() - 300;
     let mut statuses = Vec::new();
     for m in 0..3 {
@@ -92,7 +70,7 @@ async fn export_and_erase_cover_exactly_one_person() {
         .collect();
     senders.push((PERSON_DIGITS.into(), "wamid.in.p0".into()));
     senders.push((PERSON_DIGITS.into(), "wamid.in.p1".into()));
-    for body in [status_body(&statuses), inbound(&senders, now)] {
+    for body in [status_body(&statuses), inbound_body(&senders, now)] {
         for _ in 0..2 {
             assert_eq!(post_signed(ingest.addr, &body).await.status, 200);
         }

@@ -42,25 +42,6 @@ fn lifecycle(tag: &str, base: u64) -> Vec<Status> {
     out
 }
 
-fn inbound_body(n: usize, ts: u64) -> Vec<u8> {
-    let messages: Vec<serde_json::Value> = (0..n)
-        .map(|i| {
-            serde_json::json!({"from": number(i), "id": format!("wamid.in.{i}"),
-                "timestamp": (ts + i as u64).to_string(), "type": "text",
-                "text": {"body": "SECRET-BODY"}})
-        })
-        .collect();
-    serde_json::to_vec(&serde_json::json!({
-        "object": "whatsapp_business_account",
-        "entry": [{"id": "102290129340398", "changes": [{"field": "messages", "value": {
-            "messaging_product": "whatsapp",
-            "metadata": {"display_phone_number": "15550783881", "phone_number_id": "106540352242922"},
-            "contacts": [{"profile": {"name": "SECRET-NAME"}, "wa_id": number(0)}],
-            "messages": messages}}]}]
-    }))
-    .expect("json")
-}
-
 /// Every table's full contents as text.
 async fn dump(cfg: &bluetick::config::Config) -> String {
     let mut all = String::new();
@@ -72,11 +53,7 @@ async fn dump(cfg: &bluetick::config::Config) -> String {
 
 #[tokio::test]
 async fn webhooks_land_once_masked_and_exact_under_duplicates_and_disorder() {
-    let mut cfg = config();
-    sink_config(&mut cfg);
-    migrate(&cfg).await;
-    let ingest = Server::start(&cfg).await;
-    let sink = Sink::start(&cfg).await;
+    let (cfg, ingest, sink) = pipeline().await;
 
     let statuses = lifecycle("e2e", now_secs() - 3_600);
     let mut posts = 0;
@@ -88,7 +65,10 @@ async fn webhooks_land_once_masked_and_exact_under_duplicates_and_disorder() {
             posts += 1;
         }
     }
-    let inbound = inbound_body(10, now_secs() - 60);
+    let senders: Vec<(String, String)> = (0..10)
+        .map(|i| (number(i), format!("wamid.in.{i}")))
+        .collect();
+    let inbound = inbound_body(&senders, now_secs() - 60);
     assert_eq!(post_signed(ingest.addr, &inbound).await.status, 200);
     assert_eq!(post_signed(ingest.addr, &inbound).await.status, 200);
     let forged = post(

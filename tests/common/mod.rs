@@ -587,3 +587,48 @@ pub async fn wait_committed(
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
+
+/// The whole pipeline for one test: fresh topics, database and group; schema migrated; ingest
+/// and sink running in-process.
+pub async fn pipeline() -> (Config, Server, Sink) {
+    let mut cfg = config();
+    sink_config(&mut cfg);
+    migrate(&cfg).await;
+    let ingest = Server::start(&cfg).await;
+    let sink = Sink::start(&cfg).await;
+    (cfg, ingest, sink)
+}
+
+/// A webhook with one inbound message per `(sender number, message id)`, alternating text and
+/// image, with content (body, caption, media id, profile name) marked `SECRET` that must
+/// never be stored.
+pub fn inbound_body(from: &[(String, String)], ts: u64) -> Vec<u8> {
+    let messages: Vec<serde_json::Value> = from
+        .iter()
+        .enumerate()
+        .map(|(i, (number, id))| {
+            let mut m = serde_json::json!({"from": number, "id": id, "timestamp": ts.to_string()});
+            if i % 2 == 0 {
+                m["type"] = "text".into();
+                m["text"] = serde_json::json!({"body": "SECRET-BODY"});
+            } else {
+                m["type"] = "image".into();
+                m["image"] = serde_json::json!({"id": "SECRET-MEDIA", "caption": "SECRET-CAPTION"});
+            }
+            m
+        })
+        .collect();
+    let contacts: Vec<serde_json::Value> = from
+        .iter()
+        .map(|(number, _)| serde_json::json!({"profile": {"name": "SECRET-NAME"}, "wa_id": number}))
+        .collect();
+    serde_json::to_vec(&serde_json::json!({
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "102290129340398", "changes": [{"field": "messages", "value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"display_phone_number": "15550783881", "phone_number_id": "106540352242922"},
+            "contacts": contacts,
+            "messages": messages}}]}]
+    }))
+    .expect("json")
+}
