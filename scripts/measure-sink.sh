@@ -11,6 +11,7 @@
 # database (dropped at the end).
 #
 #   scripts/measure-sink.sh            # EVENTS=200000 PROBES=100 RATE=10
+#   PERF=1 scripts/measure-sink.sh     # also profiles the drain: perf report -i .run/measure/sink.perf
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EVENTS=${EVENTS:-200000}
@@ -80,6 +81,10 @@ echo "== draining them with a fresh sink"
 target/release/bluetick sink >"$RUN/sink.log" 2>&1 &
 sink=$!
 pids+=("$sink")
+if [ "${PERF:-0}" = 1 ]; then
+  perf record -q -F 999 -g -p "$sink" -o "$RUN/sink.perf" 2>"$RUN/perf.log" &
+  perf_pid=$!
+fi
 ch0=$([ -n "$ch_pid" ] && cpu "$ch_pid" || echo 0)
 tansu0=$([ -n "$tansu_pid" ] && cpu "$tansu_pid" || echo 0)
 deadline=$((SECONDS + 300))
@@ -93,6 +98,7 @@ while :; do
 done
 last=$(date +%s.%N)
 cpu_last=$(cpu "$sink")
+if [ -n "${perf_pid:-}" ]; then kill -TERM "$perf_pid" 2>/dev/null || true; wait "$perf_pid" 2>/dev/null || true; fi
 ch1=$([ -n "$ch_pid" ] && cpu "$ch_pid" || echo 0)
 tansu1=$([ -n "$tansu_pid" ] && cpu "$tansu_pid" || echo 0)
 awk -v n="$EVENTS" -v rf="$r_first" -v a="$first" -v b="$last" -v c0="$cpu_first" -v c1="$cpu_last" \

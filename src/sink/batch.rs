@@ -109,10 +109,6 @@ impl Batch {
         self.started.map(|t| t + limits.max_age)
     }
 
-    pub fn is_due(&self, limits: &Limits, now: Instant) -> bool {
-        self.is_full(limits) || self.deadline(limits).is_some_and(|d| now >= d)
-    }
-
     pub fn record(&self, index: usize) -> Option<(&Record, &[u8])> {
         let r = self.records.get(index)?;
         Some((r, &self.arena[r.payload.clone()]))
@@ -215,14 +211,15 @@ mod tests {
     }
 
     #[test]
-    fn due_by_rows_bytes_or_age() {
+    fn due_by_rows_bytes_or_age_from_the_first_record() {
         let l = limits();
         let mut b = Batch::new();
         assert!(b.deadline(&l).is_none());
+        let before = Instant::now();
         b.push(Source::Events, 0, 0, b"x");
-        let start = Instant::now();
-        assert!(!b.is_due(&l, start));
-        assert!(b.is_due(&l, start + Duration::from_secs(2)));
+        let deadline = b.deadline(&l).expect("armed by the first record");
+        assert!(deadline >= before + l.max_age && deadline <= Instant::now() + l.max_age);
+        assert!(!b.is_full(&l));
         b.push(Source::Events, 0, 1, b"x");
         b.push(Source::Events, 0, 2, b"x");
         assert!(b.is_full(&l));
