@@ -15,8 +15,9 @@
 //! - [`privacy`]: masking and keyed hashing of phone numbers.
 //! - [`kafka`]: client settings and topic creation shared by the components.
 //! - [`migrate`]: the versioned ClickHouse schema (`schemas/clickhouse/`) and Kafka topics.
-//! - [`config`], [`metrics`]: configuration (file + `BLUETICK_*` env) and Prometheus metrics.
+//! - [`clock`], [`config`], [`metrics`]: configuration (file + `BLUETICK_*` env) and Prometheus metrics.
 
+pub mod clock;
 pub mod config;
 pub mod ingest;
 pub mod kafka;

@@ -23,6 +23,11 @@ impl Table {
         Table::SecurityEvent,
     ];
 
+    /// Position in [`Table::ALL`] (declaration order), for per-table arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Table::MessageStatus => "message_status",
@@ -136,6 +141,7 @@ mod tests {
         let cfg = RetentionConfig::default();
         for t in Table::ALL {
             assert_eq!(Table::from_name(t.name()), Some(t));
+            assert_eq!(Table::ALL[t.index()], t);
             assert!(t.retention_days(&cfg) >= 90);
         }
         assert_eq!(Table::SecurityEvent.retention_days(&cfg), 180);

@@ -7,6 +7,7 @@
 use super::parse::{self, SplitContext};
 use super::produce::{Pending, ProduceError, Producer};
 use super::verify::{SignatureError, Verifier, SIGNATURE_HEADER};
+use crate::clock::now_ms;
 use crate::metrics as m;
 use crate::model::{EventKind, SecurityEvent};
 use crate::privacy::Pepper;
@@ -24,7 +25,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::time::Instant;
 
 /// Why a request was not accepted. [`RequestError::status`] is the whole client contract.
@@ -500,12 +501,6 @@ fn text(status: u16, body: &str) -> Response<Full<Bytes>> {
         http::HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     r
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 #[cfg(test)]

@@ -41,7 +41,7 @@ pub fn state(cfg: &Config) -> Result<http::State, IngestError> {
         security_topic: cfg.kafka.security_topic.clone(),
         dead_letter_topic: cfg.kafka.dead_letter_topic.clone(),
     };
-    let producer = produce::Producer::new(&cfg.kafka)?;
+    let producer = produce::Producer::new(&cfg.kafka, "bluetick-ingest")?;
     Ok(http::State::new(
         settings,
         verify::Verifier::new(

@@ -50,9 +50,9 @@ impl Producer {
     /// request that gave up (503) may still see its records delivered, which is harmless
     /// (Meta's retry carries the same event ids, deduplicated downstream) and spares the
     /// idempotent producer the epoch reset that timed-out records force.
-    pub fn new(cfg: &KafkaConfig) -> Result<Self, KafkaError> {
+    pub fn new(cfg: &KafkaConfig, client_id: &str) -> Result<Self, KafkaError> {
         let inner = client_config(cfg)
-            .set("client.id", "bluetick-ingest")
+            .set("client.id", client_id)
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("compression.type", &cfg.compression)

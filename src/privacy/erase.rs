@@ -8,6 +8,7 @@
 //! one audit row per person in `erasure_audit`. Running it again is harmless: nothing left to
 //! delete, and a new audit row says so.
 
+use crate::clock::now_secs;
 use crate::config::Config;
 use crate::privacy::PhoneHash;
 use serde::Deserialize;
@@ -252,7 +253,7 @@ async fn audit(
 }
 
 /// `'h1', 'h2', …` — hex hashes only, so safe to inline.
-fn hash_list(hashes: &[PhoneHash]) -> String {
+pub fn hash_list(hashes: &[PhoneHash]) -> String {
     hashes
         .iter()
         .map(|h| format!("'{}'", h.to_hex().as_str()))
@@ -284,12 +285,6 @@ fn summary(removed: &BTreeMap<String, u64>) -> String {
         .map(|(t, n)| format!("{t} ({n} rows)"))
         .collect();
     format!("; already erased: {}", done.join(", "))
-}
-
-fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]

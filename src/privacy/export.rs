@@ -5,7 +5,7 @@
 //! writes them, so no reader loses precision.
 
 use crate::config::Config;
-use crate::privacy::erase::people_tables;
+use crate::privacy::erase::{hash_list, people_tables};
 use crate::privacy::PhoneHash;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -46,11 +46,7 @@ pub async fn run(
         source,
     };
     let client = crate::migrate::client(ch).with_database(&ch.database);
-    let list: Vec<String> = hashes
-        .iter()
-        .map(|h| format!("'{}'", h.to_hex().as_str()))
-        .collect();
-    let list = list.join(", ");
+    let list = hash_list(hashes);
     let mut tables = Vec::new();
     for (table, engine) in people_tables(&client, &ch.database).await.map_err(err)? {
         // FINAL: a row delivered twice (Meta retry, Kafka replay) is one row held.

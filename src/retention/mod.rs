@@ -10,7 +10,6 @@ use crate::config::Config;
 use crate::tables::{day_from_yyyymmdd, first_kept_day, yyyymmdd, Table};
 use serde::Deserialize;
 use std::io::Write;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RetentionError {
@@ -61,9 +60,7 @@ pub async fn run(
     };
     let client = crate::migrate::client(ch);
     let partitions = list(&client, &ch.database).await.map_err(err)?;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = crate::clock::now_secs();
     let (expired, kept) = split(partitions, now, &cfg.retention);
     let verb = if dry_run { "would drop" } else { "dropped" };
     for p in &expired {
@@ -121,9 +118,7 @@ pub async fn report(cfg: &Config, out: &mut impl Write) -> Result<Vec<Compliance
                 url: ch.url.clone(),
                 source,
             })?;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = crate::clock::now_secs();
     let policy = &cfg.retention;
     writeln!(
         out,

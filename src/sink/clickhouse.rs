@@ -239,8 +239,7 @@ impl Window {
                 self.now_secs
             ));
         }
-        let idx = Table::ALL.iter().position(|t| *t == table).unwrap_or(0);
-        if day_of(ts) < self.first_kept_day[idx] {
+        if day_of(ts) < self.first_kept_day[table.index()] {
             return Verdict::Expired;
         }
         Verdict::Keep
@@ -262,12 +261,12 @@ impl<'a> Rows<'a> {
             rejects: decoded.rejects.clone(),
             ..Rows::default()
         };
-        // Per table of `table_of`: (event time, position in `decoded.events`).
-        let mut order: [Vec<(u64, u32)>; 3] = Default::default();
+        // Per table: (event time, position in `decoded.events`).
+        let mut order: [Vec<(u64, u32)>; 4] = Default::default();
         for (pos, (record, event)) in decoded.events.iter().enumerate() {
             let table = table_of(event.kind);
             match window.check(table, event.ts) {
-                Verdict::Keep => order[slot(table)].push((event.ts, pos as u32)),
+                Verdict::Keep => order[table.index()].push((event.ts, pos as u32)),
                 Verdict::Expired => rows.expired.push((table, *record)),
                 Verdict::Reject(reason) => rows.rejects.push(Reject {
                     record: *record,
@@ -275,16 +274,14 @@ impl<'a> Rows<'a> {
                 }),
             }
         }
-        rows.status.reserve(order[0].len());
-        rows.inbound.reserve(order[1].len());
-        rows.account.reserve(order[2].len());
-        for (i, keys) in order.iter_mut().enumerate() {
+        rows.status
+            .reserve(order[Table::MessageStatus.index()].len());
+        rows.inbound
+            .reserve(order[Table::InboundMessage.index()].len());
+        rows.account
+            .reserve(order[Table::AccountEvent.index()].len());
+        for (table, keys) in Table::ALL.into_iter().zip(order.iter_mut()) {
             keys.sort_unstable();
-            let table = [
-                Table::MessageStatus,
-                Table::InboundMessage,
-                Table::AccountEvent,
-            ][i];
             for &(_, pos) in keys.iter() {
                 let (record, event) = &decoded.events[pos as usize];
                 rows.push_event(*record, table, event);
@@ -393,15 +390,6 @@ impl<'a> Rows<'a> {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
-    }
-}
-
-/// Index of an event table in `Rows::route`'s key lists.
-fn slot(table: Table) -> usize {
-    match table {
-        Table::MessageStatus => 0,
-        Table::InboundMessage => 1,
-        Table::AccountEvent | Table::SecurityEvent => 2,
     }
 }
 

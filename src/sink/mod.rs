@@ -20,6 +20,7 @@ use self::batch::{Batch, Limits, Reject};
 use self::clickhouse::{Rows, TableRow, Window, Writer};
 use self::consume::Consumer;
 use self::dead_letter::DeadLetters;
+use crate::clock::{now_ms, now_secs};
 use crate::config::{Config, RetentionConfig};
 use crate::metrics as m;
 use crate::tables::Table;
@@ -27,7 +28,7 @@ use metrics::{counter, histogram};
 use rdkafka::message::Message;
 use std::fmt::Display;
 use std::future::Future;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -175,8 +176,8 @@ impl<'c> Sink<'c> {
     async fn flush(&mut self, batch: &Batch) -> Result<(), Stopped> {
         let started = Instant::now();
         let decoded = batch.decode();
-        let rows = Rows::route(&decoded, &Window::new(now_secs(), &self.retention));
-        let mut rejects = rows.rejects.clone();
+        let mut rows = Rows::route(&decoded, &Window::new(now_secs(), &self.retention));
+        let mut rejects = std::mem::take(&mut rows.rejects);
         rejects.extend(self.write(Table::MessageStatus, &rows.status).await?);
         rejects.extend(self.write(Table::InboundMessage, &rows.inbound).await?);
         rejects.extend(self.write(Table::AccountEvent, &rows.account).await?);
@@ -359,14 +360,4 @@ fn accept(
             tracing::warn!(error = %e, "consume error");
         }
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
-fn now_secs() -> u64 {
-    now_ms() / 1000
 }
