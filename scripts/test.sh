@@ -10,6 +10,6 @@ trap 'scripts/services.sh stop' EXIT
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy -D warnings"
-cargo clippy --all-targets --quiet -- -D warnings
+cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "== cargo test"
-cargo test --all-targets
+cargo test --workspace --all-targets
