@@ -441,6 +441,24 @@ fn apply_env(
     Ok(())
 }
 
+/// Variables the binary reads besides the config keys: the config file path and the log filter.
+pub const PROCESS_ENV: &[&str] = &["BLUETICK_CONFIG", "BLUETICK_LOG"];
+
+/// Every environment variable bluetick reads: each key's generic name, the aliases, and
+/// [`PROCESS_ENV`]. Deploy files are checked against this list, so a misspelt variable in a
+/// manifest fails a test instead of being silently ignored in production.
+pub fn env_vars() -> Vec<String> {
+    let mut vars: Vec<String> = PROCESS_ENV.iter().map(|v| v.to_string()).collect();
+    if let Ok(defaults) = toml::Table::try_from(Config::default()) {
+        for (section, keys) in &defaults {
+            for key in keys.as_table().into_iter().flat_map(|t| t.keys()) {
+                vars.extend(env_names(section, key));
+            }
+        }
+    }
+    vars
+}
+
 /// The generic name first, then any alias, so an alias set wins over the generic name.
 fn env_names(section: &str, key: &str) -> Vec<String> {
     let mut names = vec![format!("BLUETICK_{}_{}", section, key).to_uppercase()];

@@ -31,6 +31,31 @@ pub const SINK_RETRIES: &str = "bluetick_sink_retries_total";
 pub const SINK_COMMIT_FAILURES: &str = "bluetick_sink_commit_failures_total";
 pub const SINK_CONSUME_ERRORS: &str = "bluetick_sink_consume_errors_total";
 
+/// Every metric bluetick exports; deploy files (alerts, dashboards) are checked against it.
+pub const NAMES: &[&str] = &[
+    INGEST_REQUESTS,
+    INGEST_REQUEST_SECONDS,
+    INGEST_SIGNATURE_FAILURES,
+    INGEST_EVENTS,
+    INGEST_PRODUCE_SECONDS,
+    INGEST_IN_FLIGHT,
+    INGEST_PRODUCER_QUEUE,
+    INGEST_DEAD_LETTERS,
+    INGEST_DROPPED,
+    SINK_ROWS,
+    SINK_INSERT_SECONDS,
+    SINK_BATCH_ROWS,
+    SINK_BATCH_SECONDS,
+    SINK_EVENT_DELAY_SECONDS,
+    SINK_CONSUMER_LAG,
+    SINK_ASSIGNED_PARTITIONS,
+    SINK_DEAD_LETTERS,
+    SINK_EXPIRED,
+    SINK_RETRIES,
+    SINK_COMMIT_FAILURES,
+    SINK_CONSUME_ERRORS,
+];
+
 /// Latency buckets (seconds) from 0.5 ms to 10 s: Meta's targets are 250 ms median, 1 s tail.
 const SECONDS_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,

@@ -3,6 +3,8 @@
 //! fresh topics per test, signs bodies like Meta, and reads topics back with a deadline.
 #![allow(dead_code)]
 
+pub mod chdb;
+
 use bluetick::config::{Config, Secret};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
