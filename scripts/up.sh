@@ -2,8 +2,10 @@
 # Brings the whole pipeline up on this machine and pushes demo traffic through it: starts the
 # broker and ClickHouse, builds bluetick, runs `bluetick migrate`, starts `bluetick ingest` on
 # 127.0.0.1:8080 and `bluetick sink` (metrics on 127.0.0.1:9091), sends signed webhooks (every
-# fixture shape, a burst of statuses out of order, each request twice as Meta retries), and
-# prints what landed in ClickHouse. Stop everything with scripts/down.sh.
+# fixture shape, each twice as Meta retries, then DEMO_SECONDS of mixed traffic at DEMO_RATE
+# requests/s from the load generator: statuses out of order, batches, inbound messages,
+# template updates, 5 % exact duplicates), and prints what landed in ClickHouse.
+# Stop everything with scripts/down.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN=.run
@@ -23,8 +25,8 @@ URL="http://$BLUETICK_LISTEN"
 DB=$BLUETICK_CLICKHOUSE_DATABASE
 
 scripts/services.sh start
-echo "== building bluetick"
-cargo build --quiet --bin bluetick
+echo "== building bluetick and its load generator"
+cargo build --quiet -p bluetick -p bluetick-loadtest --bins
 
 echo "== bluetick migrate"
 target/debug/bluetick migrate | sed 's/^/   /'
@@ -64,28 +66,19 @@ for f in fixtures:
     shift = int(time.time()) - 600 - max(times, default=0)
     text = re.sub(r'\b(1[5-9]\d{8})\b', lambda m: str(int(m.group(1)) + shift), text)
     open(os.path.join(run, "demo-" + os.path.basename(f)), "w").write(text)
-# 1000 messages: every status each reached, newest first (read before delivered before sent).
-base, statuses = int(time.time()) - 1800, []
-for i in range(1000):
-    for status, after in [("read", 20), ("delivered", 10), ("sent", 0)][2 - i % 3:]:
-        statuses.append({"id": f"wamid.demo.{base}.{i:06d}", "status": status,
-                         "timestamp": str(base + i + after), "recipient_id": f"9198{10000000 + i:08d}",
-                         "pricing": {"billable": True, "pricing_model": "PMP",
-                                     "category": ["utility", "marketing"][i % 2], "type": "regular"}})
-statuses.sort(key=lambda s: -int(s["timestamp"]))
-body = {"object": "whatsapp_business_account", "entry": [{"id": "102290129340398", "changes": [
-    {"field": "messages", "value": {"messaging_product": "whatsapp",
-     "metadata": {"display_phone_number": "15550783881", "phone_number_id": "106540352242922"},
-     "statuses": statuses}}]}]}
-json.dump(body, open(os.path.join(run, "demo-burst.json"), "w"))
 PY
 for f in "$RUN"/demo-*.json; do
   # Meta retries: each webhook arrives twice; the tables' views count it once.
   printf '   %-28s -> %s %s\n' "$(basename "$f" .json | sed 's/^demo-//')" "$(post "$f")" "$(post "$f")"
 done
-burst="$RUN/demo-burst.json"
 printf '   %-28s -> %s\n' "forged signature" "$(curl -s -o /dev/null -w '%{http_code}' -X POST "$URL/webhook" \
-  -H 'content-type: application/json' -H 'x-hub-signature-256: sha256=00' --data-binary "@$burst")"
+  -H 'content-type: application/json' -H 'x-hub-signature-256: sha256=00' --data-binary "@$f")"
+
+DEMO_RATE=${DEMO_RATE:-200}
+DEMO_SECONDS=${DEMO_SECONDS:-10}
+echo "== load generator: mixed webhooks at $DEMO_RATE/s for $DEMO_SECONDS s (open loop), with end-to-end probes"
+target/debug/bluetick-load run --url "$URL/webhook" --rate "$DEMO_RATE" --duration "$DEMO_SECONDS" \
+  --probes 20 --clickhouse-url "$BLUETICK_CLICKHOUSE_URL" --database "$DB" 2>/dev/null | sed 's/^/   /'
 
 echo "== events acked by the broker, by kind (from $URL/metrics)"
 curl -s "$URL/metrics" | grep -E '^bluetick_ingest_events_total' | sed 's/^/   /'
@@ -103,8 +96,13 @@ echo "   sink:   $(sink_total rows_total) rows inserted (security events include
 
 echo "== ClickHouse $BLUETICK_CLICKHOUSE_URL, database $DB"
 echo "-- daily funnel (messages counted once, whatever the duplicates)"
-query "SELECT day, phone_number_id, pricing_category, messages, sent, delivered, read, failed, billable
-       FROM daily_funnel ORDER BY day, pricing_category FORMAT PrettyCompactMonoBlock"
+query "SELECT day, pricing_category, sum(messages) AS messages, sum(sent) AS sent, sum(delivered) AS delivered,
+       sum(read) AS read, sum(failed) AS failed, sum(billable) AS billable
+       FROM daily_funnel GROUP BY day, pricing_category ORDER BY day, pricing_category FORMAT PrettyCompactMonoBlock"
+echo "-- busiest business phone numbers"
+query "SELECT phone_number_id, sum(messages) AS messages, round(sum(delivered) / sum(sent), 3) AS delivered_rate,
+       round(sum(read) / greatest(sum(delivered), 1), 3) AS read_rate, sum(failed) AS failed
+       FROM daily_funnel GROUP BY phone_number_id ORDER BY messages DESC LIMIT 5 FORMAT PrettyCompactMonoBlock"
 echo "-- latest status per message (out-of-order arrival resolved)"
 query "SELECT status, count() AS messages FROM message_latest_status GROUP BY status ORDER BY status FORMAT PrettyCompactMonoBlock"
 echo "-- rows per table (raw, duplicates included until merges) and distinct events"
