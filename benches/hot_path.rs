@@ -1,6 +1,7 @@
 //! Cost of ingest's per-request work, per payload size, against its two floors: HMAC-SHA256
 //! alone and simd-json's typed parse alone on the same bytes. Also simd-json vs serde_json on
-//! the same borrowed types. `cargo bench --bench hot_path`.
+//! the same borrowed types. `split_mask` includes the parse (the split borrows its buffer):
+//! split+mask alone is `split_mask` minus `simd_json_parse`. `cargo bench --bench hot_path`.
 
 use bluetick::ingest::parse::{self, SplitContext};
 use bluetick::ingest::verify::{sign, Verifier};
@@ -63,6 +64,25 @@ fn hot_path(c: &mut Criterion) {
                     .map(|h| h.entry.len())
                     .unwrap_or(0)
             })
+        });
+        g.bench_function("split_mask", |b| {
+            b.iter_batched_ref(
+                || body.clone(),
+                |buf| {
+                    let hook = parse::parse(buf).expect("bench payload parses");
+                    let ctx = SplitContext {
+                        pepper: &pepper,
+                        received_ms: 1,
+                    };
+                    let mut n = 0usize;
+                    let _ = parse::split(&hook, &ctx, |_| {
+                        n += 1;
+                        Ok::<(), std::convert::Infallible>(())
+                    });
+                    n
+                },
+                BatchSize::SmallInput,
+            )
         });
         let mut out = Vec::with_capacity(1024);
         g.bench_function("verify_parse_split_mask_encode", |b| {
