@@ -199,7 +199,7 @@ def http_side():
             half = run(url, shape, max(1, best["rate"] / 2), 10) if "ingest" in name else None
             results[(name, shape)] = (best, r, used, half)
         if "ingest" in name:
-            ingest_memory(p, url, broker)
+            memory_lines.extend(ingest_memory(p, url, broker))
         stop(p)
     stop(broker)
     lines.append(f"### HTTP and produce side (max sustainable = highest step with p99 <= {P99_MS:.0f} ms, "
@@ -251,8 +251,7 @@ def ingest_memory(p, url, broker):
                      f"ingest RSS peak {peak:.1f} MiB, then {rss_mib(p.pid):.1f} MiB; answers: "
                      f"{s['ok']} x 200, " + ", ".join(f"{n} x {c}" for c, n in s["refused"].items())
                      + f", {s['failed']} unanswered in 10 s")
-    global memory_lines
-    memory_lines = lines_mem
+    return lines_mem
 
 
 memory_lines = []

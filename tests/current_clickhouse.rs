@@ -13,18 +13,7 @@ use common::*;
 /// dashboards' views, the sink's deduplicated count and retention's partition listing and drop.
 fn script(database: &str) -> Vec<String> {
     let mut sql: Vec<String> = MIGRATIONS.iter().flat_map(|m| m.statements()).collect();
-    sql.push(
-        "INSERT INTO message_status (event_id, ts, received_ms, message_id, status, \
-         phone_number_id, pricing_category, billable, person_masked, person_hash) VALUES \
-         ('r1', 1750000300, 1, 'm1', 'read', 'p1', 'utility', 1, '91XXXXXX4321', 'h1'), \
-         ('d1', 1750000200, 1, 'm1', 'delivered', 'p1', 'utility', 1, '91XXXXXX4321', 'h1'), \
-         ('d1', 1750000200, 2, 'm1', 'delivered', 'p1', 'utility', 1, '91XXXXXX4321', 'h1'), \
-         ('s1', 1750000100, 1, 'm1', 'sent', 'p1', 'utility', 1, '91XXXXXX4321', 'h1'), \
-         ('s2', 1750000100, 1, 'm2', 'sent', 'p1', 'marketing', 1, '91XXXXXX9999', 'h2'), \
-         ('f2', 1750000150, 1, 'm2', 'failed', 'p1', 'marketing', 1, '91XXXXXX9999', 'h2'), \
-         ('s3', 1750090000, 1, 'm3', 'sent', 'p2', 'utility', 0, '44XXXXXX0000', 'h3')"
-            .into(),
-    );
+    sql.push(SAMPLE_STATUSES_SQL.into());
     sql.push("INSERT INTO inbound_message (event_id, ts, message_id, message_type) VALUES ('i1', 1750000000, 'x', 'text')".into());
     sql.push("INSERT INTO security_event (ts, source_ip, reason) VALUES (1750000000, '10.0.0.1', 'bad_signature')".into());
     sql.push("SELECT count() FROM message_status FINAL".into());
@@ -77,20 +66,7 @@ async fn schema_and_queries_agree_on_clickhouse_18_16_and_current() {
     let db = cfg.clickhouse.database.clone();
     let statements = script(&db);
 
-    let mut server = Vec::new();
-    bluetick::migrate::client(&cfg.clickhouse)
-        .query(&format!("CREATE DATABASE `{db}`"))
-        .execute()
-        .await
-        .expect("create database");
-    for sql in &statements {
-        let text = if sql.starts_with("SELECT") {
-            ch_text(&cfg, &format!("{sql} FORMAT TSV")).await
-        } else {
-            ch_text(&cfg, sql).await
-        };
-        server.push(text);
-    }
+    let server = run_on_server(&cfg, &statements).await;
     let current = tokio::task::spawn_blocking(move || chdb::run(&db, &statements))
         .await
         .expect("chdb thread");

@@ -414,18 +414,7 @@ async fn dashboard_queries_agree_on_clickhouse_18_16_and_current() {
         .iter()
         .flat_map(|m| m.statements())
         .collect();
-    script.push(
-        "INSERT INTO message_status (event_id, ts, received_ms, message_id, status, \
-         phone_number_id, pricing_category, billable, error_code, error_title) VALUES \
-         ('r1', 1750000300, 1, 'm1', 'read', 'p1', 'utility', 1, 0, ''), \
-         ('d1', 1750000200, 1, 'm1', 'delivered', 'p1', 'utility', 1, 0, ''), \
-         ('d1', 1750000200, 2, 'm1', 'delivered', 'p1', 'utility', 1, 0, ''), \
-         ('s1', 1750000100, 1, 'm1', 'sent', 'p1', 'utility', 1, 0, ''), \
-         ('s2', 1750000100, 1, 'm2', 'sent', 'p1', 'marketing', 1, 0, ''), \
-         ('f2', 1750000150, 1, 'm2', 'failed', 'p1', 'marketing', 1, 131026, 'Message undeliverable'), \
-         ('s3', 1750090000, 1, 'm3', 'sent', 'p2', 'utility', 0, 0, '')"
-            .into(),
-    );
+    script.push(SAMPLE_STATUSES_SQL.into());
     script.push(
         "INSERT INTO inbound_message (event_id, ts, message_id, message_type) VALUES \
          ('i1', 1750000000, 'x1', 'text'), ('i2', 1750000100, 'x2', 'image')"
@@ -442,20 +431,7 @@ async fn dashboard_queries_agree_on_clickhouse_18_16_and_current() {
     let first_query = script.len();
     script.extend(queries.iter().map(|(_, sql)| sql.clone()));
 
-    bluetick::migrate::client(&cfg.clickhouse)
-        .query(&format!("CREATE DATABASE `{db}`"))
-        .execute()
-        .await
-        .expect("create database");
-    let mut server = Vec::new();
-    for sql in &script {
-        let text = if sql.starts_with("SELECT") {
-            ch_text(&cfg, &format!("{sql} FORMAT TSV")).await
-        } else {
-            ch_text(&cfg, sql).await
-        };
-        server.push(text);
-    }
+    let server = run_on_server(&cfg, &script).await;
     let statements = script.clone();
     let current = tokio::task::spawn_blocking(move || chdb::run(&db, &statements))
         .await

@@ -634,3 +634,38 @@ pub fn inbound_body(from: &[(String, String)], ts: u64) -> Vec<u8> {
     }))
     .expect("json")
 }
+
+/// Sample statuses for queries checked on both ClickHouse versions: message m1 sent, delivered
+/// (twice, a retry) and read; m2 sent then failed with a code; m3 sent a day later elsewhere.
+pub const SAMPLE_STATUSES_SQL: &str =
+    "INSERT INTO message_status (event_id, ts, received_ms, message_id, status, \
+     phone_number_id, pricing_category, billable, person_masked, person_hash, error_code, \
+     error_title) VALUES \
+     ('r1', 1750000300, 1, 'm1', 'read', 'p1', 'utility', 1, '91XXXXXX4321', 'h1', 0, ''), \
+     ('d1', 1750000200, 1, 'm1', 'delivered', 'p1', 'utility', 1, '91XXXXXX4321', 'h1', 0, ''), \
+     ('d1', 1750000200, 2, 'm1', 'delivered', 'p1', 'utility', 1, '91XXXXXX4321', 'h1', 0, ''), \
+     ('s1', 1750000100, 1, 'm1', 'sent', 'p1', 'utility', 1, '91XXXXXX4321', 'h1', 0, ''), \
+     ('s2', 1750000100, 1, 'm2', 'sent', 'p1', 'marketing', 1, '91XXXXXX9999', 'h2', 0, ''), \
+     ('f2', 1750000150, 1, 'm2', 'failed', 'p1', 'marketing', 1, '91XXXXXX9999', 'h2', 131026, \
+      'Message undeliverable'), \
+     ('s3', 1750090000, 1, 'm3', 'sent', 'p2', 'utility', 0, '44XXXXXX0000', 'h3', 0, '')";
+
+/// Creates `cfg`'s database on the real server and runs `statements` there in order; SELECTs
+/// answer as TSV, like [`chdb::run`] answers for current ClickHouse.
+pub async fn run_on_server(cfg: &Config, statements: &[String]) -> Vec<String> {
+    bluetick::migrate::client(&cfg.clickhouse)
+        .query(&format!("CREATE DATABASE `{}`", cfg.clickhouse.database))
+        .execute()
+        .await
+        .expect("create database");
+    let mut out = Vec::new();
+    for sql in statements {
+        let text = if sql.starts_with("SELECT") {
+            ch_text(cfg, &format!("{sql} FORMAT TSV")).await
+        } else {
+            ch_text(cfg, sql).await
+        };
+        out.push(text);
+    }
+    out
+}
