@@ -280,8 +280,7 @@ impl Handler {
         let mut kinds = KindCounts::default();
         parse::split(&hook, &ctx, |event| {
             buf.clear();
-            // Writing to a Vec cannot fail, and every field serializes.
-            let _ = serde_json::to_writer(&mut buf, event);
+            event.encode(&mut buf);
             let key = event.message_id.as_deref().unwrap_or(&event.waba_id);
             st.producer
                 .enqueue(&st.settings.events_topic, key.as_bytes(), &buf, pending)?;

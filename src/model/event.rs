@@ -172,6 +172,14 @@ pub struct Event<'a> {
     pub current_limit: Option<Cow<'a, str>>,
 }
 
+impl Event<'_> {
+    /// Appends the record ingest writes to Kafka for this event (the sink reads it back with
+    /// `Deserialize`). Writing to a `Vec` cannot fail and every field serializes.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let _ = serde_json::to_writer(out, self);
+    }
+}
+
 /// A request bluetick refused for its credentials (schema: `schemas/security.v1.schema.json`).
 /// Never holds the body or the presented signature.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -177,9 +177,82 @@ pub struct Context<'a> {
     pub frequently_forwarded: Option<Text<'a>>,
 }
 
+/// Deepest nesting a body may have. Meta's payloads nest about eight levels; serde walks the
+/// values it skips (unknown fields, ignored content) recursively, one stack frame set per
+/// level, so a body nested a hundred thousand levels deep would overflow the stack.
+pub const MAX_DEPTH: usize = 128;
+
 impl<'a> Webhook<'a> {
     /// Parses in place: strings borrow from `body`, which simd-json rewrites while unescaping.
+    /// The tape (built without recursion) is checked for depth before serde walks it.
     pub fn parse(body: &'a mut [u8]) -> Result<Self, simd_json::Error> {
-        simd_json::serde::from_slice(body)
+        let tape = simd_json::to_tape(body)?;
+        if depth(&tape.0) > MAX_DEPTH {
+            let why = format!("nested deeper than {MAX_DEPTH} levels");
+            return Err(simd_json::Error::generic(simd_json::ErrorType::Serde(why)));
+        }
+        tape.deserialize()
+    }
+}
+
+/// Nesting depth of a simd-json tape, up to `MAX_DEPTH + 1`, without recursion or allocation:
+/// each open container stays on the stack until the walk passes its last node (`count` covers
+/// every node inside it).
+fn depth(tape: &[simd_json::Node<'_>]) -> usize {
+    let mut open_until = [0usize; MAX_DEPTH];
+    let mut open = 0;
+    let mut deepest = 0;
+    for (i, node) in tape.iter().enumerate() {
+        while open > 0 && i > open_until[open - 1] {
+            open -= 1;
+        }
+        if let simd_json::Node::Array { count, .. } | simd_json::Node::Object { count, .. } = node {
+            if open == MAX_DEPTH {
+                return MAX_DEPTH + 1;
+            }
+            open_until[open] = i + count;
+            open += 1;
+            deepest = deepest.max(open);
+        }
+    }
+    deepest
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn depth_of(json: &str) -> usize {
+        let mut bytes = json.as_bytes().to_vec();
+        depth(&simd_json::to_tape(&mut bytes).expect("json").0)
+    }
+
+    #[test]
+    fn depth_counts_the_deepest_branch() {
+        assert_eq!(depth_of("1"), 0);
+        assert_eq!(depth_of("[]"), 1);
+        assert_eq!(depth_of(r#"{"a":[1,{"b":[]}],"c":2}"#), 4);
+        assert_eq!(depth_of("[[[]],[[]]]"), 3);
+        assert_eq!(depth_of(r#"[[],{},[[[]]],{"k":{"k":1}}]"#), 4);
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert_eq!(depth_of(&deep), MAX_DEPTH + 1);
+    }
+
+    #[test]
+    fn bodies_nested_too_deep_are_refused_not_a_crash() {
+        let inner = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let mut body =
+            format!(r#"{{"object":"whatsapp_business_account","x":{inner},"entry":[]}}"#)
+                .into_bytes();
+        let err = Webhook::parse(&mut body).expect_err("too deep");
+        assert!(err.to_string().contains("nested deeper"), "{err}");
+        let ok = format!(
+            "{}1{}",
+            "[".repeat(MAX_DEPTH - 1),
+            "]".repeat(MAX_DEPTH - 1)
+        );
+        let mut body =
+            format!(r#"{{"object":"whatsapp_business_account","x":{ok},"entry":[]}}"#).into_bytes();
+        assert!(Webhook::parse(&mut body).is_ok());
     }
 }
