@@ -12,4 +12,6 @@ cargo fmt --all -- --check
 echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "== cargo test"
-cargo test --workspace --all-targets
+cargo test --workspace --all-targets -- --skip nothing_answered_200_is_ever_lost_or_doubled
+echo "== fault suite (tests/faults/)"
+cargo test --test faults -- --nocapture

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod chdb;
+pub mod procs;
 
 use bluetick::config::{Config, Secret};
 use bytes::Bytes;
