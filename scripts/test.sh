@@ -12,6 +12,10 @@ cargo fmt --all -- --check
 echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "== cargo test"
-cargo test --workspace --all-targets -- --skip nothing_answered_200_is_ever_lost_or_doubled
+# Test harnesses only: the fault suite runs on its own below, with its table printed.
+cargo test --workspace --lib --bins --tests -- --skip nothing_answered_200_is_ever_lost_or_doubled
+echo "== benches, once each in test mode"
+# Criterion's harness takes no libtest flags such as --skip, so benches get their own run.
+cargo test --workspace --benches
 echo "== fault suite (tests/faults/)"
 cargo test --test faults -- --nocapture
