@@ -65,7 +65,7 @@ impl EventId {
         EventId(h.digest128())
     }
 
-    fn hex(&self) -> [u8; 32] {
+    pub(crate) fn hex(&self) -> [u8; 32] {
         let mut out = [0u8; 32];
         let _ = hex::encode_to_slice(self.0.to_be_bytes(), &mut out);
         out
@@ -173,10 +173,11 @@ pub struct Event<'a> {
 }
 
 impl Event<'_> {
-    /// Appends the record ingest writes to Kafka for this event (the sink reads it back with
-    /// `Deserialize`). Writing to a `Vec` cannot fail and every field serializes.
+    /// Appends the record ingest writes to Kafka for this event: the JSON `Serialize` would
+    /// write, written by hand on the hot path (see `encode.rs`); the sink reads it back with
+    /// `Deserialize`.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        let _ = serde_json::to_writer(out, self);
+        super::encode::encode(self, out);
     }
 }
 

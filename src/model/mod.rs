@@ -5,6 +5,7 @@
 //! captions, media, locations, contact cards or profile names, so the parser skips them and no
 //! later stage can carry them.
 
+mod encode;
 pub mod event;
 pub mod text;
 pub mod webhook;

@@ -1,0 +1,231 @@
+//! The Kafka record of an [`Event`], written by hand: the encoder was the largest single cost
+//! of ingest's hot path with serde_json (its per-byte escaping and writer layers), and an
+//! event is a flat object of known keys, so the JSON is a sequence of appends.
+//!
+//! Invariant: the output is exactly what `serde_json::to_writer(event)` produces — same keys,
+//! same order, absent fields omitted — which `Deserialize` (the sink) reads back unchanged.
+//! Tests and the fuzz suite compare the two.
+
+use super::Event;
+use std::borrow::Cow;
+
+/// Appends `event` as one JSON object to `out`.
+pub fn encode(e: &Event<'_>, out: &mut Vec<u8>) {
+    let mut w = Writer { out, first: true };
+    w.num("v", u64::from(e.v));
+    w.raw_str("id", &e.id.hex());
+    w.raw_str("kind", e.kind.as_str().as_bytes());
+    w.num("received_ms", e.received_ms);
+    w.num("ts", e.ts);
+    w.text("waba_id", &e.waba_id);
+    w.text("field", &e.field);
+    w.opt("phone_number_id", &e.phone_number_id);
+    w.opt("display_phone_number", &e.display_phone_number);
+    w.opt("message_id", &e.message_id);
+    w.opt("status", &e.status);
+    w.opt("message_type", &e.message_type);
+    if let Some(m) = &e.person_masked {
+        w.raw_str("person_masked", m.as_str().as_bytes());
+    }
+    if let Some(h) = &e.person_hash {
+        w.raw_str("person_hash", &h.to_hex().0);
+    }
+    w.opt("context_message_id", &e.context_message_id);
+    w.opt_bool("forwarded", e.forwarded);
+    w.opt_bool("from_ad", e.from_ad);
+    w.opt("conversation_id", &e.conversation_id);
+    w.opt("conversation_origin", &e.conversation_origin);
+    if let Some(n) = e.conversation_expiration_ts {
+        w.num("conversation_expiration_ts", n);
+    }
+    w.opt("pricing_model", &e.pricing_model);
+    w.opt("pricing_category", &e.pricing_category);
+    w.opt("pricing_type", &e.pricing_type);
+    w.opt_bool("billable", e.billable);
+    if let Some(n) = e.error_code {
+        w.key("error_code");
+        w.out
+            .extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+    }
+    w.opt("error_title", &e.error_title);
+    w.opt("template_id", &e.template_id);
+    w.opt("template_name", &e.template_name);
+    w.opt("template_language", &e.template_language);
+    w.opt("update_event", &e.update_event);
+    w.opt("reason", &e.reason);
+    w.opt("previous_quality", &e.previous_quality);
+    w.opt("new_quality", &e.new_quality);
+    w.opt("current_limit", &e.current_limit);
+    w.out.push(b'}');
+}
+
+struct Writer<'o> {
+    out: &'o mut Vec<u8>,
+    first: bool,
+}
+
+impl Writer<'_> {
+    /// `{"key":` or `,"key":` — keys are our own ASCII names and need no escaping.
+    fn key(&mut self, key: &str) {
+        self.out.push(if self.first { b'{' } else { b',' });
+        self.first = false;
+        self.out.push(b'"');
+        self.out.extend_from_slice(key.as_bytes());
+        self.out.extend_from_slice(b"\":");
+    }
+
+    fn num(&mut self, key: &str, n: u64) {
+        self.key(key);
+        self.out
+            .extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+    }
+
+    /// A value we produced ourselves (hex, masked digits, a kind name): nothing to escape.
+    fn raw_str(&mut self, key: &str, value: &[u8]) {
+        self.key(key);
+        self.out.push(b'"');
+        self.out.extend_from_slice(value);
+        self.out.push(b'"');
+    }
+
+    fn text(&mut self, key: &str, value: &str) {
+        self.key(key);
+        escaped(self.out, value);
+    }
+
+    fn opt(&mut self, key: &str, value: &Option<Cow<'_, str>>) {
+        if let Some(v) = value {
+            self.text(key, v);
+        }
+    }
+
+    fn opt_bool(&mut self, key: &str, value: Option<bool>) {
+        if let Some(b) = value {
+            self.key(key);
+            self.out
+                .extend_from_slice(if b { b"true" } else { b"false" });
+        }
+    }
+}
+
+/// Appends `s` as a JSON string. Text from Meta is almost never in need of escaping, so the
+/// common case is one check over the bytes and one copy.
+fn escaped(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if !needs_escape(b) {
+            continue;
+        }
+        out.extend_from_slice(&bytes[start..i]);
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            _ => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[usize::from(b >> 4)]);
+                out.push(HEX[usize::from(b & 0xf)]);
+            }
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+#[inline]
+fn needs_escape(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\'
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{EventId, EventKind};
+    use crate::privacy::{Pepper, Person};
+
+    fn full_event<'a>(text: &'a str) -> Event<'a> {
+        let person = Person::protect(&Pepper::new(b"pepper-0123456789"), "+91 98765 43210");
+        Event {
+            v: 1,
+            id: EventId::derive(EventKind::Status, &["w", "read"]),
+            kind: EventKind::TemplateQuality,
+            received_ms: u64::MAX,
+            ts: 0,
+            waba_id: text.into(),
+            field: "messages".into(),
+            phone_number_id: Some(text.into()),
+            display_phone_number: Some("15550783881".into()),
+            message_id: Some(text.into()),
+            status: Some("read".into()),
+            message_type: Some("".into()),
+            person_masked: Some(person.masked),
+            person_hash: Some(person.hash),
+            context_message_id: Some(text.into()),
+            forwarded: Some(true),
+            from_ad: Some(false),
+            conversation_id: Some(text.into()),
+            conversation_origin: Some(text.into()),
+            conversation_expiration_ts: Some(1_750_000_000),
+            pricing_model: Some(text.into()),
+            pricing_category: Some(text.into()),
+            pricing_type: Some(text.into()),
+            billable: Some(false),
+            error_code: Some(i64::MIN),
+            error_title: Some(text.into()),
+            template_id: Some(text.into()),
+            template_name: Some(text.into()),
+            template_language: Some(text.into()),
+            update_event: Some(text.into()),
+            reason: Some(text.into()),
+            previous_quality: Some(text.into()),
+            new_quality: Some(text.into()),
+            current_limit: Some(text.into()),
+        }
+    }
+
+    fn hand(e: &Event<'_>) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode(e, &mut out);
+        out
+    }
+
+    #[test]
+    fn writes_exactly_what_serde_writes() {
+        let texts = [
+            "plain",
+            "",
+            "quote \" backslash \\ slash /",
+            "controls \n\r\t\u{8}\u{c}\u{0}\u{1f}\u{7f}",
+            "unicode é ✓ 𝄞 \u{2028}",
+        ];
+        for text in texts {
+            let full = full_event(text);
+            assert_eq!(
+                String::from_utf8(hand(&full)).expect("utf-8"),
+                serde_json::to_string(&full).expect("serde"),
+                "{text:?}"
+            );
+        }
+        let sparse = Event::default();
+        assert_eq!(
+            hand(&sparse),
+            serde_json::to_vec(&sparse).expect("serde"),
+            "absent fields are omitted"
+        );
+    }
+
+    #[test]
+    fn appends_without_touching_what_is_there() {
+        let mut out = b"prefix".to_vec();
+        encode(&Event::default(), &mut out);
+        assert!(out.starts_with(b"prefix{\"v\":0,"));
+    }
+}
