@@ -9,6 +9,7 @@
 use super::Text;
 use serde::de::IgnoredAny;
 use serde::Deserialize;
+use std::cell::RefCell;
 
 #[derive(Debug, Deserialize)]
 pub struct Webhook<'a> {
@@ -182,11 +183,31 @@ pub struct Context<'a> {
 /// level, so a body nested a hundred thousand levels deep would overflow the stack.
 pub const MAX_DEPTH: usize = 128;
 
+thread_local! {
+    /// simd-json's scratch space (a padded copy of the input, string and index buffers), kept
+    /// per thread instead of allocated for every body.
+    static SCRATCH: RefCell<simd_json::Buffers> = RefCell::new(simd_json::Buffers::default());
+}
+
+/// Scratch space grown by a body larger than this is released afterwards, so one large body
+/// does not pin megabytes on every worker thread.
+const KEEP_SCRATCH_FOR: usize = 256 * 1024;
+
 impl<'a> Webhook<'a> {
     /// Parses in place: strings borrow from `body`, which simd-json rewrites while unescaping.
     /// The tape (built without recursion) is checked for depth before serde walks it.
     pub fn parse(body: &'a mut [u8]) -> Result<Self, simd_json::Error> {
-        let tape = simd_json::to_tape(body)?;
+        let large = body.len() > KEEP_SCRATCH_FOR;
+        let tape = SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+            Ok(mut buffers) => {
+                let tape = simd_json::to_tape_with_buffers(body, &mut buffers);
+                if large {
+                    *buffers = simd_json::Buffers::default();
+                }
+                tape
+            }
+            Err(_) => simd_json::to_tape(body),
+        })?;
         if depth(&tape.0) > MAX_DEPTH {
             let why = format!("nested deeper than {MAX_DEPTH} levels");
             return Err(simd_json::Error::generic(simd_json::ErrorType::Serde(why)));
