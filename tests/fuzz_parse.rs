@@ -11,6 +11,7 @@
 //! replayed first; add a minimized input to `tests/corpus/` to keep it as a seed.
 
 use bluetick::ingest::parse::{self, SplitContext};
+use bluetick::model::record::RecordWriter;
 use bluetick::privacy::Pepper;
 use bluetick::sink::batch::{Batch, Source};
 use proptest::prelude::*;
@@ -217,18 +218,33 @@ fn check(seed: &Seed, mut body: Vec<u8>) -> Result<usize, String> {
         encoded.push((out, event.clone()));
         Ok::<_, String>(())
     })?;
+    // Framed as ingest frames them: several events per record, split again by the sink.
     let mut batch = Batch::new();
-    for (i, (record, _)) in encoded.iter().enumerate() {
-        let text = String::from_utf8_lossy(record);
+    let mut writer = RecordWriter::default();
+    for (i, (one, event)) in encoded.iter().enumerate() {
+        let text = String::from_utf8_lossy(one);
         if text.contains("SECRET") {
             return Err(format!("content reached an event: {text}"));
         }
         if let Some(n) = seed.numbers.iter().find(|n| text.contains(n.as_str())) {
             return Err(format!("customer number {n} reached an event: {text}"));
         }
-        batch.push(Source::Events, 0, i as i64, record);
+        if writer.push(event) {
+            batch.push(Source::Events, 0, i as i64, writer.bytes());
+            writer.clear();
+        }
+    }
+    if !writer.is_empty() {
+        batch.push(Source::Events, 0, encoded.len() as i64, writer.bytes());
     }
     let decoded = batch.decode();
+    if decoded.events.len() != encoded.len() {
+        return Err(format!(
+            "{} events written, {} read back",
+            encoded.len(),
+            decoded.events.len()
+        ));
+    }
     if let Some(r) = decoded.rejects.first() {
         return Err(format!(
             "the sink cannot decode an event ingest wrote: {}",

@@ -9,6 +9,7 @@ use super::produce::{Pending, ProduceError, Producer};
 use super::verify::{SignatureError, Verifier, SIGNATURE_HEADER};
 use crate::clock::now_ms;
 use crate::metrics as m;
+use crate::model::record::{self, RecordWriter};
 use crate::model::{EventKind, SecurityEvent};
 use crate::privacy::Pepper;
 use bytes::Bytes;
@@ -246,11 +247,13 @@ impl Handler {
         Ok(outcome)
     }
 
-    /// Parses the verified body and enqueues one record per event, or the raw body on the
-    /// dead-letter topic if it does not parse (Meta would retry it for days in vain).
+    /// Parses the verified body and enqueues its events (one record per 64 KiB of them, see
+    /// `model::record`), or the raw body on the dead-letter topic if it does not parse (Meta
+    /// would retry it for days in vain).
     fn enqueue(&self, body: &mut Body, pending: &mut Pending) -> Result<Outcome, RequestError> {
         let st = &self.state;
         let received_ms = now_ms();
+        let body_len = body.bytes.len();
         let hook = match parse::parse(&mut body.bytes) {
             Ok(hook) => hook,
             Err(e) => {
@@ -276,17 +279,20 @@ impl Handler {
             pepper: &st.pepper,
             received_ms,
         };
-        let mut buf = Vec::with_capacity(768);
+        let mut record = RecordWriter::with_capacity(body_len.min(record::TARGET_BYTES));
         let mut kinds = KindCounts::default();
+        let topic = &st.settings.events_topic;
         parse::split(&hook, &ctx, |event| {
-            buf.clear();
-            event.encode(&mut buf);
-            let key = event.message_id.as_deref().unwrap_or(&event.waba_id);
-            st.producer
-                .enqueue(&st.settings.events_topic, key.as_bytes(), &buf, pending)?;
             kinds.add(event.kind);
+            if record.push(event) {
+                st.producer.enqueue(topic, None, record.bytes(), pending)?;
+                record.clear();
+            }
             Ok::<_, RequestError>(())
         })?;
+        if !record.is_empty() {
+            st.producer.enqueue(topic, None, record.bytes(), pending)?;
+        }
         Ok(Outcome::Events(kinds))
     }
 
@@ -312,7 +318,7 @@ impl Handler {
         let mut pending = Pending::with_capacity(1);
         let sent = st.producer.enqueue(
             &st.settings.security_topic,
-            ip.as_bytes(),
+            Some(ip.as_bytes()),
             &payload,
             &mut pending,
         );

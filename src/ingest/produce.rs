@@ -68,15 +68,20 @@ impl Producer {
         Ok(Producer { inner })
     }
 
-    /// Enqueues one record and keeps its delivery future in `pending`.
+    /// Enqueues one record and keeps its delivery future in `pending`. A record without a key
+    /// goes where librdkafka's sticky partitioner is filling a batch, so records arriving
+    /// together share one produce request and one compression pass.
     pub fn enqueue(
         &self,
         topic: &str,
-        key: &[u8],
+        key: Option<&[u8]>,
         payload: &[u8],
         pending: &mut Pending,
     ) -> Result<(), ProduceError> {
-        let record = FutureRecord::to(topic).key(key).payload(payload);
+        let mut record = FutureRecord::to(topic).payload(payload);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
         self.send(record, pending)
     }
 

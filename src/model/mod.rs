@@ -1,5 +1,5 @@
 //! The data contract, in one place: what Meta sends ([`webhook`]), what bluetick writes to Kafka
-//! ([`event`]). Ingest and sink both read these types; nothing else redefines a field.
+//! ([`event`], framed in records by [`record`]). Ingest and sink both read these types; nothing else redefines a field.
 //!
 //! Privacy is kept by construction here: the wire types have no field for message bodies,
 //! captions, media, locations, contact cards or profile names, so the parser skips them and no
@@ -7,6 +7,7 @@
 
 mod encode;
 pub mod event;
+pub mod record;
 pub mod text;
 pub mod webhook;
 

@@ -1,11 +1,12 @@
 //! A batch of Kafka records on their way to ClickHouse: payloads copied once into one reused
-//! arena, plus where each came from, so a rejected row can be traced to its record and the
-//! offsets to commit are known.
+//! arena, split into lines (an events record holds one or more events, see `model::record`),
+//! plus where each came from, so a rejected row can be traced to its record and the offsets
+//! to commit are known.
 //!
 //! Invariant: `commit_offsets` covers exactly the records pushed since the last `clear`, so a
 //! batch's offsets are committed only together with (after) all of its rows.
 
-use crate::model::{Event, SecurityEvent, EVENT_VERSION};
+use crate::model::{record, Event, SecurityEvent, EVENT_VERSION};
 use std::ops::Range;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -33,23 +34,32 @@ pub struct Record {
     payload: Range<usize>,
 }
 
+/// One row-to-be: an event (a line of an events record) or a security event (a whole record).
+#[derive(Debug, Clone)]
+struct Line {
+    record: usize,
+    bytes: Range<usize>,
+}
+
 #[derive(Debug)]
 pub struct Batch {
     arena: Vec<u8>,
     records: Vec<Record>,
+    lines: Vec<Line>,
     /// Next offset to consume per (source, partition): the last offset seen + 1.
     next_offsets: Vec<(Source, i32, i64)>,
     started: Option<Instant>,
 }
 
-/// A record that cannot become a row, and why (goes to the dead-letter topic).
+/// A line that cannot become a row, and why (goes to the dead-letter topic).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reject {
-    pub record: usize,
+    /// Index of the line in its batch ([`Batch::line`]).
+    pub line: usize,
     pub reason: String,
 }
 
-/// A batch's records decoded in place (borrowing the arena).
+/// A batch's lines decoded in place (borrowing the arena), each tagged with its line index.
 #[derive(Debug, Default)]
 pub struct Decoded<'a> {
     pub events: Vec<(usize, Event<'a>)>,
@@ -62,6 +72,7 @@ impl Batch {
         Batch {
             arena: Vec::with_capacity(1 << 20),
             records: Vec::with_capacity(4096),
+            lines: Vec::with_capacity(4096),
             next_offsets: Vec::new(),
             started: None,
         }
@@ -70,6 +81,17 @@ impl Batch {
     pub fn push(&mut self, source: Source, partition: i32, offset: i64, payload: &[u8]) {
         let start = self.arena.len();
         self.arena.extend_from_slice(payload);
+        let index = self.records.len();
+        match source {
+            Source::Events => self.lines.extend(record::lines(payload).map(|r| Line {
+                record: index,
+                bytes: start + r.start..start + r.end,
+            })),
+            Source::Security => self.lines.push(Line {
+                record: index,
+                bytes: start..self.arena.len(),
+            }),
+        }
         self.records.push(Record {
             source,
             partition,
@@ -87,8 +109,14 @@ impl Batch {
         self.started.get_or_insert_with(Instant::now);
     }
 
+    /// Records (Kafka messages) in the batch.
     pub fn len(&self) -> usize {
         self.records.len()
+    }
+
+    /// Rows-to-be: events and security events.
+    pub fn rows(&self) -> usize {
+        self.lines.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -101,7 +129,7 @@ impl Batch {
 
     /// Full by rows or bytes: write it now.
     pub fn is_full(&self, limits: &Limits) -> bool {
-        self.records.len() >= limits.max_rows || self.arena.len() >= limits.max_bytes
+        self.lines.len() >= limits.max_rows || self.arena.len() >= limits.max_bytes
     }
 
     /// When the batch is due by age; `None` while empty.
@@ -114,6 +142,12 @@ impl Batch {
         Some((r, &self.arena[r.payload.clone()]))
     }
 
+    /// Line `index`: the record it came from, and its bytes.
+    pub fn line(&self, index: usize) -> Option<(&Record, &[u8])> {
+        let line = self.lines.get(index)?;
+        Some((&self.records[line.record], &self.arena[line.bytes.clone()]))
+    }
+
     /// The offsets that, committed, mark every record of this batch as done.
     pub fn commit_offsets(&self) -> &[(Source, i32, i64)] {
         &self.next_offsets
@@ -122,27 +156,28 @@ impl Batch {
     pub fn clear(&mut self) {
         self.arena.clear();
         self.records.clear();
+        self.lines.clear();
         self.next_offsets.clear();
         self.started = None;
     }
 
-    /// Decodes every record with serde_json, borrowing strings from the arena. A record that
+    /// Decodes every line with serde_json, borrowing strings from the arena. A line that
     /// does not decode, or has a version this build does not know, becomes a [`Reject`].
     pub fn decode(&self) -> Decoded<'_> {
         let mut out = Decoded {
-            events: Vec::with_capacity(self.records.len()),
+            events: Vec::with_capacity(self.lines.len()),
             ..Decoded::default()
         };
-        for (i, r) in self.records.iter().enumerate() {
-            let bytes = &self.arena[r.payload.clone()];
-            let result = match r.source {
+        for (i, line) in self.lines.iter().enumerate() {
+            let bytes = &self.arena[line.bytes.clone()];
+            let result = match self.records[line.record].source {
                 Source::Events => decode_event(bytes).map(|e| out.events.push((i, e))),
                 Source::Security => serde_json::from_slice::<SecurityEvent>(bytes)
                     .map_err(|e| format!("undecodable security event: {e}"))
                     .map(|e| out.security.push((i, e))),
             };
             if let Err(reason) = result {
-                out.rejects.push(Reject { record: i, reason });
+                out.rejects.push(Reject { line: i, reason });
             }
         }
         out
@@ -226,6 +261,31 @@ mod tests {
         let mut big = Batch::new();
         big.push(Source::Events, 0, 0, &vec![b' '; 1 << 20]);
         assert!(big.is_full(&l));
+        let mut lines = Batch::new();
+        lines.push(Source::Events, 0, 0, b"x\ny\nz");
+        assert!(lines.is_full(&l), "rows are counted, not records");
+        assert_eq!((lines.len(), lines.rows()), (1, 3));
+    }
+
+    #[test]
+    fn a_bad_line_is_rejected_alone_and_its_neighbours_become_rows() {
+        let mut record = event_json(EVENT_VERSION);
+        record.extend_from_slice(b"\n{not json\n");
+        record.extend_from_slice(&event_json(EVENT_VERSION));
+        let mut b = Batch::new();
+        b.push(Source::Security, 3, 9, b"{}");
+        b.push(Source::Events, 1, 41, &record);
+        assert_eq!((b.len(), b.rows()), (2, 4));
+        let d = b.decode();
+        assert_eq!(d.events.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [1, 3]);
+        assert_eq!(d.rejects.iter().map(|r| r.line).collect::<Vec<_>>(), [0, 2]);
+        let (origin, bytes) = b.line(2).expect("the bad line");
+        assert_eq!(bytes, b"{not json");
+        assert_eq!((origin.partition, origin.offset), (1, 41));
+        assert_eq!(
+            b.commit_offsets(),
+            &[(Source::Security, 3, 10), (Source::Events, 1, 42)]
+        );
     }
 
     #[test]
@@ -250,7 +310,7 @@ mod tests {
         let reasons: Vec<(usize, &str)> = d
             .rejects
             .iter()
-            .map(|r| (r.record, r.reason.as_str()))
+            .map(|r| (r.line, r.reason.as_str()))
             .collect();
         assert_eq!(reasons.len(), 2);
         assert_eq!(reasons[0].0, 1);

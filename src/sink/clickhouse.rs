@@ -204,7 +204,7 @@ macro_rules! table_row {
 }
 table_row!(StatusRow, InboundRow, AccountRow, SecurityRow);
 
-/// Rows of one batch, each with the index of the Kafka record it came from.
+/// Rows of one batch, each with the index of the batch line it came from (`Batch::line`).
 #[derive(Debug, Default)]
 pub struct Rows<'a> {
     pub status: Vec<(usize, StatusRow<'a>)>,
@@ -253,7 +253,7 @@ enum Verdict {
 }
 
 impl<'a> Rows<'a> {
-    /// Routes each decoded record to its table, sorted by event time so that an INSERT
+    /// Routes each decoded line to its table, sorted by event time so that an INSERT
     /// touches few partitions. Small (ts, position) keys are sorted, not the rows: moving
     /// whole rows around in a sort was the sink's largest cost.
     pub fn route(decoded: &'a Decoded<'_>, window: &Window) -> Rows<'a> {
@@ -263,13 +263,13 @@ impl<'a> Rows<'a> {
         };
         // Per table: (event time, position in `decoded.events`).
         let mut order: [Vec<(u64, u32)>; 4] = Default::default();
-        for (pos, (record, event)) in decoded.events.iter().enumerate() {
+        for (pos, (line, event)) in decoded.events.iter().enumerate() {
             let table = table_of(event.kind);
             match window.check(table, event.ts) {
                 Verdict::Keep => order[table.index()].push((event.ts, pos as u32)),
-                Verdict::Expired => rows.expired.push((table, *record)),
+                Verdict::Expired => rows.expired.push((table, *line)),
                 Verdict::Reject(reason) => rows.rejects.push(Reject {
-                    record: *record,
+                    line: *line,
                     reason,
                 }),
             }
@@ -283,19 +283,17 @@ impl<'a> Rows<'a> {
         for (table, keys) in Table::ALL.into_iter().zip(order.iter_mut()) {
             keys.sort_unstable();
             for &(_, pos) in keys.iter() {
-                let (record, event) = &decoded.events[pos as usize];
-                rows.push_event(*record, table, event);
+                let (line, event) = &decoded.events[pos as usize];
+                rows.push_event(*line, table, event);
             }
         }
-        for (record, event) in &decoded.security {
+        for (line, event) in &decoded.security {
             let ts = event.received_ms / 1000;
             match window.check(Table::SecurityEvent, ts) {
-                Verdict::Keep => rows
-                    .security
-                    .push((*record, security_row(ts as u32, event))),
-                Verdict::Expired => rows.expired.push((Table::SecurityEvent, *record)),
+                Verdict::Keep => rows.security.push((*line, security_row(ts as u32, event))),
+                Verdict::Expired => rows.expired.push((Table::SecurityEvent, *line)),
                 Verdict::Reject(reason) => rows.rejects.push(Reject {
-                    record: *record,
+                    line: *line,
                     reason,
                 }),
             }
@@ -305,7 +303,7 @@ impl<'a> Rows<'a> {
         rows
     }
 
-    fn push_event(&mut self, record: usize, table: Table, e: &'a Event<'_>) {
+    fn push_event(&mut self, line: usize, table: Table, e: &'a Event<'_>) {
         // `Window::check` bounded ts to a day past now, far inside u32.
         let ts = e.ts as u32;
         let error_code = e
@@ -314,7 +312,7 @@ impl<'a> Rows<'a> {
         let masked = e.person_masked.as_ref().map_or("", |m| m.as_str());
         match table {
             Table::MessageStatus => self.status.push((
-                record,
+                line,
                 StatusRow {
                     event_id: e.id,
                     ts,
@@ -340,7 +338,7 @@ impl<'a> Rows<'a> {
                 },
             )),
             Table::InboundMessage => self.inbound.push((
-                record,
+                line,
                 InboundRow {
                     event_id: e.id,
                     ts,
@@ -359,7 +357,7 @@ impl<'a> Rows<'a> {
                 },
             )),
             Table::AccountEvent | Table::SecurityEvent => self.account.push((
-                record,
+                line,
                 AccountRow {
                     event_id: e.id,
                     ts,
@@ -455,7 +453,7 @@ impl Writer {
             match self.insert(table, &rows[range.clone()]).await {
                 Ok(()) => {}
                 Err(InsertError::Rejected(reason)) if range.len() == 1 => rejects.push(Reject {
-                    record: rows[range.start].0,
+                    line: rows[range.start].0,
                     reason,
                 }),
                 Err(InsertError::Rejected(_)) => {
@@ -579,7 +577,7 @@ mod tests {
         );
         assert_eq!(rows.expired, [(Table::MessageStatus, 2)]);
         assert_eq!(rows.rejects.len(), 1);
-        assert_eq!(rows.rejects[0].record, 3);
+        assert_eq!(rows.rejects[0].line, 3);
         assert_eq!(rows.account.len(), 1);
         assert_eq!(rows.account[0].1.kind, "template_status");
         assert_eq!(rows.inbound.len(), 1);

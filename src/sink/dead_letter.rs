@@ -1,5 +1,6 @@
-//! Records the sink cannot store go to the dead-letter topic, byte for byte, with why and
-//! where they came from in headers — never silently dropped, never blocking their batch.
+//! Events the sink cannot store go to the dead-letter topic, byte for byte (their line of the
+//! record, not its neighbours), with why and where they came from in headers — never silently
+//! dropped, never blocking their batch.
 //! Written with ingest's bounded producer, which dead-letters unparseable webhooks the same way.
 
 use super::batch::{Batch, Reject, Source};
@@ -32,7 +33,7 @@ impl DeadLetters {
         })
     }
 
-    /// Sends every rejected record and waits for the broker's acks; only then may the batch's
+    /// Sends every rejected line and waits for the broker's acks; only then may the batch's
     /// offsets be committed.
     pub async fn send(
         &self,
@@ -46,7 +47,7 @@ impl DeadLetters {
         };
         let mut pending = Vec::with_capacity(rejects.len());
         for reject in rejects {
-            let Some((record, payload)) = batch.record(reject.record) else {
+            let Some((record, payload)) = batch.line(reject.line) else {
                 continue;
             };
             let source = format!(

@@ -256,14 +256,15 @@ impl<'c> Sink<'c> {
         t.records += batch.len() as u64;
         t.expired += rows.expired.len() as u64;
         t.dead_letters += rejects.len() as u64;
-        t.rows += batch.len() as u64 - rows.expired.len() as u64 - rejects.len() as u64;
+        t.rows += batch.rows() as u64 - rows.expired.len() as u64 - rejects.len() as u64;
         for (table, _) in &rows.expired {
             counter!(m::SINK_EXPIRED, "table" => table.name()).increment(1);
         }
-        histogram!(m::SINK_BATCH_ROWS).record(batch.len() as f64);
+        histogram!(m::SINK_BATCH_ROWS).record(batch.rows() as f64);
         histogram!(m::SINK_BATCH_SECONDS).record(started.elapsed().as_secs_f64());
         tracing::debug!(
             records = batch.len(),
+            rows = batch.rows(),
             expired = rows.expired.len(),
             dead_letters = rejects.len(),
             ms = started.elapsed().as_millis() as u64,

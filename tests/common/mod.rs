@@ -220,18 +220,45 @@ impl Record {
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.payload).into_owned()
     }
+
+    /// The events of an events-topic record (one JSON object per line).
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        bluetick::model::record::lines(&self.payload)
+            .map(|r| serde_json::from_slice(&self.payload[r]).expect("each line is JSON"))
+            .collect()
+    }
+}
+
+/// Reads the events topic until `expected` events (lines of records) arrived; see [`consume`].
+pub async fn consume_events(
+    brokers: &str,
+    topic: &str,
+    expected: usize,
+    within: Duration,
+) -> Vec<Record> {
+    let (brokers, topic) = (brokers.to_string(), topic.to_string());
+    let count = |r: &Record| bluetick::model::record::count(&r.payload);
+    tokio::task::spawn_blocking(move || consume_blocking(&brokers, &topic, expected, within, count))
+        .await
+        .expect("consumer thread")
 }
 
 /// Reads `topic` from the beginning until `expected` records arrived (then `settle` longer,
 /// to catch extras) or `within` passed. Returns what it read.
 pub async fn consume(brokers: &str, topic: &str, expected: usize, within: Duration) -> Vec<Record> {
     let (brokers, topic) = (brokers.to_string(), topic.to_string());
-    tokio::task::spawn_blocking(move || consume_blocking(&brokers, &topic, expected, within))
+    tokio::task::spawn_blocking(move || consume_blocking(&brokers, &topic, expected, within, |_| 1))
         .await
         .expect("consumer thread")
 }
 
-fn consume_blocking(brokers: &str, topic: &str, expected: usize, within: Duration) -> Vec<Record> {
+fn consume_blocking(
+    brokers: &str,
+    topic: &str,
+    expected: usize,
+    within: Duration,
+    count: impl Fn(&Record) -> usize,
+) -> Vec<Record> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", unique("reader"))
@@ -253,6 +280,7 @@ fn consume_blocking(brokers: &str, topic: &str, expected: usize, within: Duratio
     let deadline = Instant::now() + within;
     let mut settle_until: Option<Instant> = None;
     let mut out = Vec::new();
+    let mut counted = 0;
     loop {
         let now = Instant::now();
         if now >= deadline || settle_until.is_some_and(|s| now >= s) {
@@ -267,13 +295,15 @@ fn consume_blocking(brokers: &str, topic: &str, expected: usize, within: Duratio
                         .collect()
                 })
                 .unwrap_or_default();
-            out.push(Record {
+            let record = Record {
                 key: m.key().map(<[u8]>::to_vec),
                 payload: m.payload().unwrap_or_default().to_vec(),
                 headers,
-            });
+            };
+            counted += count(&record);
+            out.push(record);
         }
-        if out.len() >= expected && settle_until.is_none() {
+        if counted >= expected && settle_until.is_none() {
             settle_until = Some(Instant::now() + Duration::from_millis(1500));
         }
     }
