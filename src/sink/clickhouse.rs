@@ -2,7 +2,7 @@
 //! routing of events to tables; and inserts that tell an outage (retry the batch later) from
 //! rows ClickHouse refuses for their content (find them by bisection, dead-letter only them).
 
-use super::batch::{Decoded, Reject};
+use super::batch::{recycle, Decoded, Reject};
 use crate::model::{Event, EventId, EventKind, SecurityEvent};
 use crate::privacy::PhoneHash;
 use crate::tables::{day_of, first_kept_day, Table};
@@ -257,9 +257,30 @@ impl<'a> Rows<'a> {
     /// touches few partitions. Small (ts, position) keys are sorted, not the rows: moving
     /// whole rows around in a sort was the sink's largest cost.
     pub fn route(decoded: &'a Decoded<'_>, window: &Window) -> Rows<'a> {
+        Rows::route_into(decoded, window, Rows::default())
+    }
+
+    /// Empties the rows, keeping their vectors' allocations for the next batch.
+    pub fn recycled(self) -> Rows<'static> {
+        Rows {
+            status: recycle(self.status),
+            inbound: recycle(self.inbound),
+            account: recycle(self.account),
+            security: recycle(self.security),
+            expired: recycle(self.expired),
+            rejects: recycle(self.rejects),
+        }
+    }
+
+    /// [`route`](Self::route), filling the (emptied) vectors of an earlier batch's rows.
+    pub fn route_into(decoded: &'a Decoded<'_>, window: &Window, spare: Rows<'_>) -> Rows<'a> {
         let mut rows = Rows {
+            status: recycle(spare.status),
+            inbound: recycle(spare.inbound),
+            account: recycle(spare.account),
+            security: recycle(spare.security),
+            expired: recycle(spare.expired),
             rejects: decoded.rejects.clone(),
-            ..Rows::default()
         };
         // Per table: (event time, position in `decoded.events`).
         let mut order: [Vec<(u64, u32)>; 4] = Default::default();

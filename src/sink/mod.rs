@@ -16,13 +16,14 @@ pub mod clickhouse;
 pub mod consume;
 pub mod dead_letter;
 
-use self::batch::{Batch, Limits, Reject};
+use self::batch::{recycle, Batch, Limits, Reject};
 use self::clickhouse::{Rows, TableRow, Window, Writer};
 use self::consume::Consumer;
 use self::dead_letter::DeadLetters;
 use crate::clock::{now_ms, now_secs};
 use crate::config::{Config, RetentionConfig};
 use crate::metrics as m;
+use crate::model::Event;
 use crate::tables::Table;
 use metrics::{counter, histogram};
 use rdkafka::message::Message;
@@ -91,6 +92,8 @@ pub async fn run(
             max: Duration::from_millis(cfg.sink.retry_max_ms.max(1)),
         },
         next: Batch::new(),
+        spare_events: Vec::new(),
+        spare_rows: Rows::default(),
         paused: false,
         stop: stop_rx,
         totals: Totals::default(),
@@ -121,6 +124,9 @@ struct Sink<'c> {
     backoff: Backoff,
     /// Records received while a batch is being retried.
     next: Batch,
+    /// Emptied vectors of the last batch's decoded events and rows, reused by the next.
+    spare_events: Vec<(usize, Event<'static>)>,
+    spare_rows: Rows<'static>,
     paused: bool,
     stop: watch::Receiver<bool>,
     totals: Totals,
@@ -175,8 +181,9 @@ impl<'c> Sink<'c> {
     /// told to stop (then nothing is committed and the batch is read again next time).
     async fn flush(&mut self, batch: &Batch) -> Result<(), Stopped> {
         let started = Instant::now();
-        let decoded = batch.decode();
-        let mut rows = Rows::route(&decoded, &Window::new(now_secs(), &self.retention));
+        let decoded = batch.decode_into(std::mem::take(&mut self.spare_events));
+        let window = Window::new(now_secs(), &self.retention);
+        let mut rows = Rows::route_into(&decoded, &window, std::mem::take(&mut self.spare_rows));
         let mut rejects = std::mem::take(&mut rows.rejects);
         rejects.extend(self.write(Table::MessageStatus, &rows.status).await?);
         rejects.extend(self.write(Table::InboundMessage, &rows.inbound).await?);
@@ -191,6 +198,8 @@ impl<'c> Sink<'c> {
             self.paused = false;
         }
         self.record(batch, &rows, &rejects, started);
+        self.spare_rows = rows.recycled();
+        self.spare_events = recycle(decoded.events);
         Ok(())
     }
 
