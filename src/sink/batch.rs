@@ -209,9 +209,12 @@ pub fn recycle<T, U>(mut v: Vec<T>) -> Vec<U> {
         .collect()
 }
 
+/// The line is checked for UTF-8 once, as a whole, and parsed from `&str`: serde_json then
+/// skips its per-string UTF-8 check, which on ~30 short strings per event cost more (~7 % of
+/// the sink's CPU in a profile) than one pass over the line.
 fn decode_event(bytes: &[u8]) -> Result<Event<'_>, String> {
-    let event: Event =
-        serde_json::from_slice(bytes).map_err(|e| format!("undecodable event: {e}"))?;
+    let text = std::str::from_utf8(bytes).map_err(|e| format!("undecodable event: {e}"))?;
+    let event: Event = serde_json::from_str(text).map_err(|e| format!("undecodable event: {e}"))?;
     if event.v != EVENT_VERSION {
         return Err(format!("unsupported event version {}", event.v));
     }
@@ -328,6 +331,10 @@ mod tests {
         b.push(Source::Events, 0, 0, &event_json(EVENT_VERSION));
         b.push(Source::Events, 0, 1, b"{not json");
         b.push(Source::Events, 0, 2, &event_json(99));
+        let mut not_utf8 = event_json(EVENT_VERSION);
+        let at = not_utf8.len() - 3;
+        not_utf8[at] = 0xff;
+        b.push(Source::Events, 0, 3, &not_utf8);
         b.push(
             Source::Security,
             0,
@@ -346,9 +353,11 @@ mod tests {
             .iter()
             .map(|r| (r.line, r.reason.as_str()))
             .collect();
-        assert_eq!(reasons.len(), 2);
+        assert_eq!(reasons.len(), 3);
         assert_eq!(reasons[0].0, 1);
         assert!(reasons[0].1.starts_with("undecodable event"), "{reasons:?}");
         assert_eq!(reasons[1], (2, "unsupported event version 99"));
+        assert_eq!(reasons[2].0, 3);
+        assert!(reasons[2].1.contains("utf-8"), "{reasons:?}");
     }
 }
