@@ -1,0 +1,83 @@
+//! The sink's own work per batch, apart from the INSERT (RowBinary, lz4, HTTP) and Kafka:
+//! copying records into the batch, decoding their lines and routing them into rows, for
+//! records framed as ingest frames them. Reported as rows per second of one core; the whole
+//! sink, insert included, is measured by `scripts/bench.sh`. `cargo bench --bench sink_path`.
+
+use bluetick::config::RetentionConfig;
+use bluetick::ingest::parse::{self, SplitContext};
+use bluetick::model::record::RecordWriter;
+use bluetick::model::Event;
+use bluetick::privacy::Pepper;
+use bluetick::sink::batch::{Batch, Source};
+use bluetick::sink::clickhouse::{Rows, Window};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+
+const NOW: u64 = 1_750_000_000;
+
+/// `rows` status events as ingest would have written them: records of up to 64 KiB.
+fn records(rows: usize) -> Vec<Vec<u8>> {
+    let statuses: Vec<String> = (0..rows)
+        .map(|i| {
+            format!(
+                r#"{{"id":"wamid.HBgMOTE5ODc2NTQ0MzIxFQIAERgSQzRGNzU2QjEzMEFBNjA3{i:08}AA==","status":"{}","timestamp":"{}","recipient_id":"9198{:08}","pricing":{{"billable":true,"pricing_model":"PMP","category":"utility","type":"regular"}},"conversation":{{"id":"c{i}","origin":{{"type":"utility"}}}}}}"#,
+                ["sent", "delivered", "read"][i % 3],
+                NOW - (i as u64 % 3600),
+                10_000_000 + i
+            )
+        })
+        .collect();
+    let mut body = format!(
+        r#"{{"object":"whatsapp_business_account","entry":[{{"id":"102290129340398","changes":[{{"value":{{"messaging_product":"whatsapp","metadata":{{"display_phone_number":"15550783881","phone_number_id":"106540352242922"}},"statuses":[{}]}},"field":"messages"}}]}}]}}"#,
+        statuses.join(",")
+    )
+    .into_bytes();
+    let hook = parse::parse(&mut body).expect("bench body parses");
+    let pepper = Pepper::new(b"bench-pepper-0123456789");
+    let ctx = SplitContext {
+        pepper: &pepper,
+        received_ms: NOW * 1000,
+    };
+    let mut out = Vec::new();
+    let mut writer = RecordWriter::default();
+    let mut emit = |event: &Event<'_>| {
+        if writer.push(event) {
+            out.push(writer.bytes().to_vec());
+            writer.clear();
+        }
+        Ok::<_, ()>(())
+    };
+    parse::split(&hook, &ctx, &mut emit).expect("split");
+    if !writer.is_empty() {
+        out.push(writer.bytes().to_vec());
+    }
+    out
+}
+
+fn sink_path(c: &mut Criterion) {
+    let rows = 50_000;
+    let records = records(rows);
+    let window = Window::new(NOW, &RetentionConfig::default());
+    let mut g = c.benchmark_group("sink_50k_rows");
+    g.throughput(Throughput::Elements(rows as u64));
+    g.sample_size(20);
+    let mut batch = Batch::new();
+    let mut spare_events = Vec::new();
+    let mut spare_rows = Rows::default();
+    g.bench_function("push_decode_route", |b| {
+        b.iter(|| {
+            batch.clear();
+            for (offset, record) in records.iter().enumerate() {
+                batch.push(Source::Events, 0, offset as i64, record);
+            }
+            let decoded = batch.decode_into(std::mem::take(&mut spare_events));
+            let routed = Rows::route_into(&decoded, &window, std::mem::take(&mut spare_rows));
+            assert_eq!(routed.status.len(), rows);
+            spare_rows = routed.recycled();
+            spare_events = bluetick::sink::batch::recycle(decoded.events);
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, sink_path);
+criterion_main!(benches);
