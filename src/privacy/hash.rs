@@ -48,13 +48,16 @@ impl PhoneHash {
     pub fn to_hex(&self) -> HexBuf<64> {
         let mut out = HexBuf([0; 64]);
         // The buffer is exactly twice the input length, so encoding cannot fail.
-        let _ = hex::encode_to_slice(self.0, &mut out.0);
+        let _ = faster_hex::hex_encode(&self.0, &mut out.0);
         out
     }
 
     pub fn from_hex(s: &str) -> Option<Self> {
         let mut b = [0u8; 32];
-        hex::decode_to_slice(s, &mut b).ok()?;
+        if s.len() != 2 * b.len() {
+            return None;
+        }
+        faster_hex::hex_decode(s.as_bytes(), &mut b).ok()?;
         Some(PhoneHash(b))
     }
 }
@@ -119,7 +122,16 @@ mod tests {
     #[test]
     fn hex_round_trips() {
         let h = Pepper::new(b"k").hash_phone("15551234567");
-        assert_eq!(PhoneHash::from_hex(h.to_hex().as_str()), Some(h));
-        assert_eq!(h.to_hex().as_str().len(), 64);
+        let hex = h.to_hex();
+        assert_eq!(PhoneHash::from_hex(hex.as_str()), Some(h));
+        assert_eq!(hex.as_str().len(), 64);
+        assert!(hex
+            .as_str()
+            .bytes()
+            .all(|c| c.is_ascii_digit() || c.is_ascii_lowercase()));
+        let longer = format!("{}00", hex.as_str());
+        for bad in [&hex.as_str()[..62], longer.as_str(), &"g".repeat(64)] {
+            assert_eq!(PhoneHash::from_hex(bad), None, "{bad}");
+        }
     }
 }
