@@ -7,27 +7,12 @@ use bluetick::ingest::parse::{self, SplitContext};
 use bluetick::ingest::verify::{sign, Verifier};
 use bluetick::model::Webhook;
 use bluetick::privacy::Pepper;
+use common::statuses;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 
-const SECRET: &[u8] = b"bench-app-secret";
+mod common;
 
-fn statuses(n: usize) -> Vec<u8> {
-    let items: Vec<String> = (0..n)
-        .map(|i| {
-            format!(
-                r#"{{"id":"wamid.HBgMOTE5ODc2NTQ0MzIxFQIAERgSQzRGNzU2QjEzMEFBNjA3{i:08}AA==","status":"{}","timestamp":"{}","recipient_id":"9198{:08}","pricing":{{"billable":true,"pricing_model":"PMP","category":"utility","type":"regular"}}}}"#,
-                ["sent", "delivered", "read"][i % 3],
-                1_750_000_000 + i,
-                10_000_000 + i
-            )
-        })
-        .collect();
-    format!(
-        r#"{{"object":"whatsapp_business_account","entry":[{{"id":"102290129340398","changes":[{{"value":{{"messaging_product":"whatsapp","metadata":{{"display_phone_number":"15550783881","phone_number_id":"106540352242922"}},"statuses":[{}]}},"field":"messages"}}]}}]}}"#,
-        items.join(",")
-    )
-    .into_bytes()
-}
+const SECRET: &[u8] = b"bench-app-secret";
 
 fn payloads() -> Vec<(&'static str, Vec<u8>)> {
     vec![

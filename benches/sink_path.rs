@@ -10,27 +10,17 @@ use bluetick::model::Event;
 use bluetick::privacy::Pepper;
 use bluetick::sink::batch::{Batch, Source};
 use bluetick::sink::clickhouse::{Rows, Window};
+use common::statuses;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
-const NOW: u64 = 1_750_000_000;
+mod common;
+
+/// After every generated status (`statuses` counts seconds up from 1,750,000,000).
+const NOW: u64 = 1_750_000_000 + 86_400;
 
 /// `rows` status events as ingest would have written them: records of up to 64 KiB.
 fn records(rows: usize) -> Vec<Vec<u8>> {
-    let statuses: Vec<String> = (0..rows)
-        .map(|i| {
-            format!(
-                r#"{{"id":"wamid.HBgMOTE5ODc2NTQ0MzIxFQIAERgSQzRGNzU2QjEzMEFBNjA3{i:08}AA==","status":"{}","timestamp":"{}","recipient_id":"9198{:08}","pricing":{{"billable":true,"pricing_model":"PMP","category":"utility","type":"regular"}},"conversation":{{"id":"c{i}","origin":{{"type":"utility"}}}}}}"#,
-                ["sent", "delivered", "read"][i % 3],
-                NOW - (i as u64 % 3600),
-                10_000_000 + i
-            )
-        })
-        .collect();
-    let mut body = format!(
-        r#"{{"object":"whatsapp_business_account","entry":[{{"id":"102290129340398","changes":[{{"value":{{"messaging_product":"whatsapp","metadata":{{"display_phone_number":"15550783881","phone_number_id":"106540352242922"}},"statuses":[{}]}},"field":"messages"}}]}}]}}"#,
-        statuses.join(",")
-    )
-    .into_bytes();
+    let mut body = statuses(rows);
     let hook = parse::parse(&mut body).expect("bench body parses");
     let pepper = Pepper::new(b"bench-pepper-0123456789");
     let ctx = SplitContext {

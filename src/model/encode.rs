@@ -12,7 +12,7 @@ use std::borrow::Cow;
 /// Appends `event` as one JSON object to `out`.
 pub fn encode(e: &Event<'_>, out: &mut Vec<u8>) {
     let mut w = Writer { out, first: true };
-    w.num("v", u64::from(e.v));
+    w.num("v", e.v);
     w.raw_str("id", &e.id.hex());
     w.raw_str("kind", e.kind.as_str().as_bytes());
     w.num("received_ms", e.received_ms);
@@ -35,18 +35,12 @@ pub fn encode(e: &Event<'_>, out: &mut Vec<u8>) {
     w.opt_bool("from_ad", e.from_ad);
     w.opt("conversation_id", &e.conversation_id);
     w.opt("conversation_origin", &e.conversation_origin);
-    if let Some(n) = e.conversation_expiration_ts {
-        w.num("conversation_expiration_ts", n);
-    }
+    w.opt_num("conversation_expiration_ts", e.conversation_expiration_ts);
     w.opt("pricing_model", &e.pricing_model);
     w.opt("pricing_category", &e.pricing_category);
     w.opt("pricing_type", &e.pricing_type);
     w.opt_bool("billable", e.billable);
-    if let Some(n) = e.error_code {
-        w.key("error_code");
-        w.out
-            .extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
-    }
+    w.opt_num("error_code", e.error_code);
     w.opt("error_title", &e.error_title);
     w.opt("template_id", &e.template_id);
     w.opt("template_name", &e.template_name);
@@ -74,10 +68,16 @@ impl Writer<'_> {
         self.out.extend_from_slice(b"\":");
     }
 
-    fn num(&mut self, key: &str, n: u64) {
+    fn num(&mut self, key: &str, n: impl itoa::Integer) {
         self.key(key);
         self.out
             .extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+    }
+
+    fn opt_num(&mut self, key: &str, n: Option<impl itoa::Integer>) {
+        if let Some(n) = n {
+            self.num(key, n);
+        }
     }
 
     /// A value we produced ourselves (hex, masked digits, a kind name): nothing to escape.

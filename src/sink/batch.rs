@@ -26,12 +26,12 @@ pub struct Limits {
     pub max_age: Duration,
 }
 
+/// Where a record came from; its bytes are its lines'.
 #[derive(Debug, Clone)]
 pub struct Record {
     pub source: Source,
     pub partition: i32,
     pub offset: i64,
-    payload: Range<usize>,
 }
 
 /// One row-to-be: an event (a line of an events record) or a security event (a whole record).
@@ -96,7 +96,6 @@ impl Batch {
             source,
             partition,
             offset,
-            payload: start..self.arena.len(),
         });
         match self
             .next_offsets
@@ -135,11 +134,6 @@ impl Batch {
     /// When the batch is due by age; `None` while empty.
     pub fn deadline(&self, limits: &Limits) -> Option<Instant> {
         self.started.map(|t| t + limits.max_age)
-    }
-
-    pub fn record(&self, index: usize) -> Option<(&Record, &[u8])> {
-        let r = self.records.get(index)?;
-        Some((r, &self.arena[r.payload.clone()]))
     }
 
     /// Line `index`: the record it came from, and its bytes.
@@ -277,7 +271,7 @@ mod tests {
                 (Source::Security, 0, 3)
             ]
         );
-        assert_eq!(b.record(2).map(|(_, p)| p), Some(&b"c"[..]));
+        assert_eq!(b.line(2).map(|(_, p)| p), Some(&b"c"[..]));
         b.clear();
         assert!(b.commit_offsets().is_empty() && b.is_empty() && b.bytes() == 0);
     }
