@@ -4,14 +4,28 @@
 //! Invariant: records are enqueued without waiting; a full queue is reported at once
 //! ([`ProduceError::QueueFull`]) so the request can answer 503 instead of buffering without
 //! bound. rdkafka copies each payload, so callers may reuse their encode buffer.
+//!
+//! Delivery reports are served by a thread of our own rather than rdkafka's `FutureProducer`:
+//! that one polls in 100 ms slices, and each slice ends by spinning through its last
+//! fraction of a millisecond (the remaining time rounds down to a 0 ms poll), which costs
+//! about 1 % of a core even when idle. Reports are handed over as they arrive whatever the
+//! slice, so a 1 s slice serves them as fast and spins a tenth as often.
 
 use crate::config::KafkaConfig;
 use crate::kafka::client_config;
+use rdkafka::client::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer as _};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer as _, ProducerContext};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::oneshot;
 use tokio::time::Instant;
+
+/// How long one poll of the delivery-report queue may block; also how long the polling
+/// thread may outlive the last handle to the producer.
+const POLL_SLICE: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProduceError {
@@ -37,12 +51,64 @@ impl From<KafkaError> for ProduceError {
     }
 }
 
+/// The broker's verdict on one record.
+type Delivery = oneshot::Receiver<Result<(), KafkaError>>;
+
 /// Delivery futures of one request's records.
-pub type Pending = Vec<DeliveryFuture>;
+pub type Pending = Vec<Delivery>;
+
+type Record<'a> = BaseRecord<'a, [u8], [u8], Box<oneshot::Sender<Result<(), KafkaError>>>>;
+
+/// Hands each delivery report to the request waiting for it.
+struct Acks;
+
+impl ClientContext for Acks {}
+
+impl ProducerContext for Acks {
+    type DeliveryOpaque = Box<oneshot::Sender<Result<(), KafkaError>>>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, waiter: Self::DeliveryOpaque) {
+        let verdict = match result {
+            Ok(_) => Ok(()),
+            Err((e, _)) => Err(e.clone()),
+        };
+        // The request may have given up (503 on its deadline); nobody to tell then.
+        let _ = waiter.send(verdict);
+    }
+}
 
 #[derive(Clone)]
 pub struct Producer {
-    inner: FutureProducer,
+    inner: Arc<BaseProducer<Acks>>,
+    _poller: Arc<Poller>,
+}
+
+/// Serves delivery reports until the last [`Producer`] handle is dropped.
+struct Poller {
+    stop: Arc<AtomicBool>,
+}
+
+impl Poller {
+    fn spawn(producer: Arc<BaseProducer<Acks>>) -> std::io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        std::thread::Builder::new()
+            .name("kafka-acks".into())
+            .spawn(move || {
+                while !stopped.load(Ordering::Relaxed) {
+                    producer.poll(POLL_SLICE);
+                }
+            })?;
+        Ok(Poller { stop })
+    }
+}
+
+impl Drop for Poller {
+    /// The thread ends within one poll slice and drops the producer there; not joined, so
+    /// dropping a handle never blocks an async task.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
 }
 
 impl Producer {
@@ -64,8 +130,14 @@ impl Producer {
             .set("queue.buffering.max.kbytes", cfg.queue_max_kib.to_string())
             .set("message.max.bytes", cfg.message_max_bytes.to_string())
             .set("message.timeout.ms", cfg.message_timeout_ms.to_string())
-            .create()?;
-        Ok(Producer { inner })
+            .create_with_context(Acks)?;
+        let inner = Arc::new(inner);
+        let poller = Poller::spawn(Arc::clone(&inner))
+            .map_err(|e| KafkaError::ClientCreation(format!("delivery report thread: {e}")))?;
+        Ok(Producer {
+            inner,
+            _poller: Arc::new(poller),
+        })
     }
 
     /// Enqueues one record and keeps its delivery future in `pending`. A record without a key
@@ -78,11 +150,10 @@ impl Producer {
         payload: &[u8],
         pending: &mut Pending,
     ) -> Result<(), ProduceError> {
-        let mut record = FutureRecord::to(topic).payload(payload);
-        if let Some(key) = key {
-            record = record.key(key);
-        }
-        self.send(record, pending)
+        self.send(topic, pending, |record| match key {
+            Some(key) => record.payload(payload).key(key),
+            None => record.payload(payload),
+        })
     }
 
     /// Enqueues a record with headers (dead letters carry why they were kept).
@@ -99,20 +170,22 @@ impl Producer {
                 value: Some(*value),
             })
         });
-        let record = FutureRecord::<[u8], [u8]>::to(topic)
-            .payload(payload)
-            .headers(headers);
-        self.send(record, pending)
+        self.send(topic, pending, |record| {
+            record.payload(payload).headers(headers)
+        })
     }
 
-    fn send(
+    fn send<'a>(
         &self,
-        record: FutureRecord<'_, [u8], [u8]>,
+        topic: &'a str,
         pending: &mut Pending,
+        build: impl FnOnce(Record<'a>) -> Record<'a>,
     ) -> Result<(), ProduceError> {
-        match self.inner.send_result(record) {
-            Ok(delivery) => {
-                pending.push(delivery);
+        let (tx, rx) = oneshot::channel();
+        let record = build(BaseRecord::with_opaque_to(topic, Box::new(tx)));
+        match self.inner.send(record) {
+            Ok(()) => {
+                pending.push(rx);
                 Ok(())
             }
             Err((e, _)) => Err(e.into()),
@@ -124,9 +197,9 @@ impl Producer {
         for delivery in pending {
             match tokio::time::timeout_at(deadline, delivery).await {
                 Err(_) => return Err(ProduceError::Timeout),
-                Ok(Err(_canceled)) => return Err(ProduceError::Failed(KafkaError::Canceled)),
-                Ok(Ok(Err((e, _)))) => return Err(e.into()),
-                Ok(Ok(Ok(_))) => {}
+                Ok(Err(_closed)) => return Err(ProduceError::Failed(KafkaError::Canceled)),
+                Ok(Ok(Err(e))) => return Err(e.into()),
+                Ok(Ok(Ok(()))) => {}
             }
         }
         Ok(())
