@@ -165,6 +165,10 @@ pub struct KafkaConfig {
     pub create_topics: bool,
     /// `zstd`, `lz4`, `snappy`, `gzip` or `none`.
     pub compression: String,
+    /// Codec level (librdkafka compression.level); -1 = the codec's default. zstd at 1
+    /// compresses event records as well as at its default 3, and librdkafka starts a fresh
+    /// compression context per batch, whose tables grow with the level.
+    pub compression_level: i32,
     pub linger_ms: u64,
     /// Producer queue bound; a full queue answers 503 (librdkafka queue.buffering.max.messages).
     pub queue_max_messages: u64,
@@ -190,6 +194,7 @@ impl Default for KafkaConfig {
             replication_factor: 1,
             create_topics: true,
             compression: "zstd".into(),
+            compression_level: 1,
             linger_ms: 5,
             queue_max_messages: 200_000,
             queue_max_kib: 256 * 1024,

@@ -1,7 +1,7 @@
 //! Reference (b): the webhook receiver a BSP would write with mainstream tools. axum, the
 //! signature checked with the `hmac` crate, the body parsed into `serde_json::Value`, every
 //! status and inbound message re-serialized with the number masked and produced to Kafka with
-//! the same producer settings as bluetick (idempotent, `acks=all`, zstd, linger 5 ms), and a
+//! the same producer settings as bluetick (idempotent, `acks=all`, zstd level 1, linger 5 ms), and a
 //! 200 after every record is acked. It is what bluetick's per-CPU-second figures are compared
 //! with; it is not hardened (no body limit beyond axum's default, no backpressure answer).
 
@@ -35,6 +35,7 @@ pub async fn serve(
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("compression.type", "zstd")
+        .set("compression.level", "1")
         .set("linger.ms", "5")
         .set("message.timeout.ms", "300000")
         .create()?;

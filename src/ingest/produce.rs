@@ -122,6 +122,7 @@ impl Producer {
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("compression.type", &cfg.compression)
+            .set("compression.level", cfg.compression_level.to_string())
             .set("linger.ms", cfg.linger_ms.to_string())
             .set(
                 "queue.buffering.max.messages",
