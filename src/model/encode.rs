@@ -197,6 +197,48 @@ mod tests {
         out
     }
 
+    /// Every optional string of an event, for checks that must cover them all.
+    fn optional_strings<'e>(e: &'e Event<'_>) -> [&'e Option<Cow<'e, str>>; 20] {
+        [
+            &e.phone_number_id,
+            &e.display_phone_number,
+            &e.message_id,
+            &e.status,
+            &e.message_type,
+            &e.context_message_id,
+            &e.conversation_id,
+            &e.conversation_origin,
+            &e.pricing_model,
+            &e.pricing_category,
+            &e.pricing_type,
+            &e.error_title,
+            &e.template_id,
+            &e.template_name,
+            &e.template_language,
+            &e.update_event,
+            &e.reason,
+            &e.previous_quality,
+            &e.new_quality,
+            &e.current_limit,
+        ]
+    }
+
+    #[test]
+    fn decoding_borrows_strings_without_escapes_and_copies_the_rest() {
+        let plain = full_event("wamid.plain");
+        let line = hand(&plain);
+        let back: Event = serde_json::from_slice(&line).expect("decode");
+        assert_eq!(back, plain);
+        for field in optional_strings(&back) {
+            assert!(matches!(field, Some(Cow::Borrowed(_))), "{field:?}");
+        }
+        let escaped = full_event("say \"hi\"\n");
+        let line = hand(&escaped);
+        let back: Event = serde_json::from_slice(&line).expect("decode");
+        assert_eq!(back, escaped);
+        assert!(matches!(back.message_id, Some(Cow::Owned(_))));
+    }
+
     #[test]
     fn writes_exactly_what_serde_writes() {
         let texts = [

@@ -7,6 +7,7 @@
 //! same update produce the same id and deduplicate downstream.
 
 use crate::privacy::{MaskedPhone, PhoneHash};
+use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_with::skip_serializing_none;
 use std::borrow::Cow;
@@ -95,12 +96,63 @@ impl<'de> Deserialize<'de> for EventId {
     /// Exactly 32 hex digits. faster-hex rather than hex: decoding ids and person hashes was
     /// ~13 % of the sink's CPU with the latter.
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <Cow<'de, str>>::deserialize(d)?;
+        d.deserialize_str(EventIdVisitor)
+    }
+}
+
+/// Takes the id from the input in place, escaped or not, without an owned copy.
+struct EventIdVisitor;
+
+impl Visitor<'_> for EventIdVisitor {
+    type Value = EventId;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("32 hex digits")
+    }
+
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<EventId, E> {
         let mut b = [0u8; 16];
         if s.len() != 2 * b.len() || faster_hex::hex_decode(s.as_bytes(), &mut b).is_err() {
-            return Err(serde::de::Error::custom("event id is not 32 hex digits"));
+            return Err(E::custom("event id is not 32 hex digits"));
         }
         Ok(EventId(u128::from_be_bytes(b)))
+    }
+}
+
+/// An optional string borrowed from the input unless it had escapes. serde's `borrow`
+/// attribute borrows a bare `Cow<str>` but copies one inside an `Option`, which cost the sink
+/// an allocation per present field per row.
+fn borrow_opt<'de: 'a, 'a, D: Deserializer<'de>>(d: D) -> Result<Option<Cow<'a, str>>, D::Error> {
+    d.deserialize_option(OptStr)
+}
+
+struct OptStr;
+
+impl<'de> Visitor<'de> for OptStr {
+    type Value = Option<Cow<'de, str>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a string or null")
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Self::Value, E> {
+        Ok(Some(Cow::Borrowed(s)))
+    }
+
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
+        Ok(Some(Cow::Owned(s.to_owned())))
     }
 }
 
@@ -120,59 +172,59 @@ pub struct Event<'a> {
     pub waba_id: Cow<'a, str>,
     #[serde(borrow)]
     pub field: Cow<'a, str>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrow_opt")]
     pub phone_number_id: Option<Cow<'a, str>>,
     /// The business's own number (from `metadata`), not a customer's.
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrow_opt")]
     pub display_phone_number: Option<Cow<'a, str>>,
 
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrow_opt")]
     pub message_id: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrow_opt")]
     pub status: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrow_opt")]
     pub message_type: Option<Cow<'a, str>>,
     /// The customer (status recipient or inbound sender), masked.
     pub person_masked: Option<MaskedPhone>,
     /// HMAC-SHA256(pepper, digits) of the customer's number, hex.
     pub person_hash: Option<PhoneHash>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrow_opt")]
     pub context_message_id: Option<Cow<'a, str>>,
     pub forwarded: Option<bool>,
     pub from_ad: Option<bool>,
 
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrow_opt")]
     pub conversation_id: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrow_opt")]
     pub conversation_origin: Option<Cow<'a, str>>,
     pub conversation_expiration_ts: Option<u64>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrow_opt")]
     pub pricing_model: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrow_opt")]
     pub pricing_category: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrow_opt")]
     pub pricing_type: Option<Cow<'a, str>>,
     pub billable: Option<bool>,
     pub error_code: Option<i64>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrow_opt")]
     pub error_title: Option<Cow<'a, str>>,
 
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrow_opt")]
     pub template_id: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrow_opt")]
     pub template_name: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrow_opt")]
     pub template_language: Option<Cow<'a, str>>,
     /// The `event` of a template, quality or account update (APPROVED, FLAGGED, …).
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrow_opt")]
     pub update_event: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrow_opt")]
     pub reason: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrow_opt")]
     pub previous_quality: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrow_opt")]
     pub new_quality: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrow_opt")]
     pub current_limit: Option<Cow<'a, str>>,
 }
 
