@@ -194,11 +194,13 @@ def http_side():
         ("(c) bluetick ingest", [BLUETICK, "ingest"], "127.0.0.1:18080"),
     ]
     shapes = [("single", "1 status", 500, 2000), ("batch100", "100 statuses", 50, 40)]
-    results = {}
+    results, idle = {}, {}
     for name, args, addr in servers:
         p = start(name.split()[0].strip("()"), args, dict(env, BLUETICK_APP_SECRET=SECRET),
                   health=f"http://{addr}/healthz" if "ingest" in name else None)
         url = f"http://{addr}/webhook"
+        time.sleep(1)
+        idle[name] = measured(p, lambda: time.sleep(10))[1]
         for shape, _, from_rate, common in shapes:
             say(f"   {name}, {shape}: stepping")
             best = step(url, shape, from_rate)
@@ -226,6 +228,8 @@ def http_side():
                 f"{best['rate'] / max(bare, 1e-9):.0%} | {common}/s | {r['p99_ms']:.1f} ms | {used:.2f} | "
                 f"{eff:.0f} | {eff / max(base_eff, 1e-9):.2f}x |")
     lines.append("")
+    lines.append("- CPU while idle (started, no requests) for 10 s: " +
+                 ", ".join(f"{name} {used:.2f} s" for name, used in idle.items()))
     for shape, label, _, _ in shapes:
         best, _, _, half = results[("(c) bluetick ingest", shape)]
         lines.append(f"- bluetick ingest, {label}, at half its max ({half['target_rate']:.0f} req/s): "
