@@ -264,6 +264,18 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Mostly plain text with escapes anywhere in it.
+        #[test]
+        fn strings_are_escaped_exactly_as_serde_does(
+            s in "([a-z0-9 ._-]{0,11}[\"\\\\\\x00-\\x1f\\x7fé✓]?){0,6}"
+        ) {
+            let mut out = Vec::new();
+            escaped(&mut out, &s);
+            proptest::prop_assert_eq!(out, serde_json::to_vec(&s).expect("serde"));
+        }
+    }
+
     #[test]
     fn appends_without_touching_what_is_there() {
         let mut out = b"prefix".to_vec();
