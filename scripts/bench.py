@@ -100,7 +100,14 @@ def step(url, shape, start_rate):
     if not best:
         say(f"   no step met p99 <= {P99_MS:.0f} ms with < 0.1 % errors: "
             f"{[(r.get('target_rate'), r.get('p99_ms'), r.get('ok'), r.get('sent')) for r in runs]}")
-    return best[0] if best else {"rate": 0.0, "events_rate": 0.0, "p99_ms": float("nan")}
+        return {"rate": 0.0, "events_rate": 0.0, "p99_ms": float("nan")}
+    # The 1.4x steps leave the max anywhere below the next step; refine in 1.08x steps.
+    coarse = best[0].get("target_rate", best[0]["rate"])
+    fine = load("step", url, shape, ["--from", str(round(coarse * 1.08)), "--factor", "1.08",
+                                     "--max-rate", str(round(coarse * 1.4)),
+                                     "--step-secs", str(STEP_SECS), "--p99-ms", str(P99_MS)])
+    better = [r for r in fine if r["label"].endswith("-max")]
+    return better[0] if better else best[0]
 
 
 def run(url, shape, rate, secs, extra=None, env=None):
@@ -136,23 +143,32 @@ def env_for(tag, broker, listen="127.0.0.1:18080"):
     }
 
 
-def hot_path():
+def hot_path(rounds=3):
+    """Criterion medians, the lowest of `rounds` full runs per function: on a shared machine a
+    neighbour's burst inflates one run's figure, never deflates it."""
     say("== 1. hot path (criterion)")
-    subprocess.run(["cargo", "bench", "--quiet", "--bench", "hot_path", "--",
-                    "--warm-up-time", "1", "--measurement-time", "3"],
-                   cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
     crit = os.path.join(ROOT, "target/criterion")
-    lines.append("### Hot path per payload (one core, criterion mean)\n")
+    groups = ["1_status", "100_statuses", "1000_statuses", "inbound_mix"]
+    fns = ["hmac_sha256", "simd_json_parse", "serde_json_parse", "split_mask",
+           "verify_parse_split_mask_encode"]
+    best, sizes = {}, {}
+    for _ in range(rounds):
+        subprocess.run(["cargo", "bench", "--quiet", "--bench", "hot_path", "--",
+                        "--warm-up-time", "1", "--measurement-time", "3"],
+                       cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+        for group in groups:
+            for fn in fns:
+                base = os.path.join(crit, group, fn, "new")
+                ns = json.load(open(os.path.join(base, "estimates.json")))["median"]["point_estimate"]
+                best[(group, fn)] = min(ns, best.get((group, fn), ns))
+                sizes[group] = json.load(open(os.path.join(base, "benchmark.json")))["throughput"]["Bytes"]
+    lines.append(f"### Hot path per payload (one core, criterion median, lowest of {rounds} runs)\n")
     lines.append("| payload | bytes | HMAC | simd-json parse | serde_json parse | parse+split+mask | "
                  "verify+parse+split+mask+encode | cost vs HMAC+parse | simd vs serde |")
     lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for group in ["1_status", "100_statuses", "1000_statuses", "inbound_mix"]:
-        ns, size = {}, 0
-        for fn in ["hmac_sha256", "simd_json_parse", "serde_json_parse", "split_mask",
-                   "verify_parse_split_mask_encode"]:
-            base = os.path.join(crit, group, fn, "new")
-            ns[fn] = json.load(open(os.path.join(base, "estimates.json")))["mean"]["point_estimate"]
-            size = json.load(open(os.path.join(base, "benchmark.json")))["throughput"]["Bytes"]
+    for group in groups:
+        ns = {fn: best[(group, fn)] for fn in fns}
+        size = sizes[group]
         mbs = {k: size / v * 1e3 for k, v in ns.items()}
         floor = ns["hmac_sha256"] + ns["simd_json_parse"]
         lines.append(
