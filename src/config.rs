@@ -213,6 +213,16 @@ pub struct ClickHouseConfig {
     pub database: String,
     pub user: String,
     pub password: Secret,
+    /// How rows travel to ClickHouse. lz4 costs the sink about a tenth of its CPU and shrinks
+    /// the traffic several times; `none` suits a sink on the same host as ClickHouse.
+    pub compression: WireCompression,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WireCompression {
+    Lz4,
+    None,
 }
 
 impl Default for ClickHouseConfig {
@@ -222,6 +232,7 @@ impl Default for ClickHouseConfig {
             database: "bluetick".into(),
             user: "default".into(),
             password: Secret::default(),
+            compression: WireCompression::Lz4,
         }
     }
 }
@@ -324,7 +335,10 @@ impl Config {
         apply_env(&mut table, &env)?;
         let cfg: Config = table
             .try_into()
-            .map_err(|e: toml::de::Error| ConfigError::Shape(e.message().to_string()))?;
+            // The full text names the key (`in `kafka.partitions``) on a line of its own.
+            .map_err(|e: toml::de::Error| {
+                ConfigError::Shape(e.to_string().trim_end().replace('\n', " "))
+            })?;
         Ok(cfg)
     }
 
@@ -539,6 +553,20 @@ mod tests {
 
         let e = Config::default().pepper().expect_err("no pepper");
         assert!(e.to_string().contains("privacy.pepper"), "{e}");
+    }
+
+    #[test]
+    fn clickhouse_compression_is_lz4_or_none() {
+        let load =
+            |v: &str| Config::load_with(None, env(&[("BLUETICK_CLICKHOUSE_COMPRESSION", v)]));
+        assert_eq!(
+            Config::default().clickhouse.compression,
+            WireCompression::Lz4
+        );
+        let cfg = load("none").expect("none is a choice");
+        assert_eq!(cfg.clickhouse.compression, WireCompression::None);
+        let e = load("zstd").expect_err("not offered");
+        assert!(e.to_string().contains("in `clickhouse.compression`"), "{e}");
     }
 
     #[test]

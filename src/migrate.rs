@@ -6,7 +6,7 @@
 //! are idempotent (`IF NOT EXISTS`), so a run interrupted between a statement and its record
 //! is safe to repeat.
 
-use crate::config::{ClickHouseConfig, Config};
+use crate::config::{ClickHouseConfig, Config, WireCompression};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::io::Write;
@@ -74,6 +74,10 @@ pub fn client(cfg: &ClickHouseConfig) -> clickhouse::Client {
         .with_user(&cfg.user)
         .with_password(cfg.password.expose())
         .with_validation(false)
+        .with_compression(match cfg.compression {
+            WireCompression::Lz4 => clickhouse::Compression::Lz4,
+            WireCompression::None => clickhouse::Compression::None,
+        })
 }
 
 impl Migration {
