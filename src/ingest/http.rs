@@ -9,7 +9,7 @@ use super::produce::{Pending, ProduceError, Producer};
 use super::verify::{SignatureError, Verifier, SIGNATURE_HEADER};
 use crate::clock::now_ms;
 use crate::metrics as m;
-use crate::model::record::{self, RecordWriter};
+use crate::model::record::RecordWriter;
 use crate::model::{EventKind, SecurityEvent};
 use crate::privacy::Pepper;
 use bytes::Bytes;
@@ -279,7 +279,7 @@ impl Handler {
             pepper: &st.pepper,
             received_ms,
         };
-        let mut record = RecordWriter::with_capacity(body_len.min(record::TARGET_BYTES));
+        let mut record = RecordWriter::for_body(body_len);
         let mut kinds = KindCounts::default();
         let topic = &st.settings.events_topic;
         parse::split(&hook, &ctx, |event| {

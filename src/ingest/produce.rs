@@ -51,13 +51,14 @@ impl From<KafkaError> for ProduceError {
     }
 }
 
-/// The broker's verdict on one record.
-type Delivery = oneshot::Receiver<Result<(), KafkaError>>;
+/// The broker's verdict on one record, sent by [`Acks`] to the request awaiting it.
+type Verdict = Result<(), KafkaError>;
+type Waiter = Box<oneshot::Sender<Verdict>>;
 
 /// Delivery futures of one request's records.
-pub type Pending = Vec<Delivery>;
+pub type Pending = Vec<oneshot::Receiver<Verdict>>;
 
-type Record<'a> = BaseRecord<'a, [u8], [u8], Box<oneshot::Sender<Result<(), KafkaError>>>>;
+type Record<'a> = BaseRecord<'a, [u8], [u8], Waiter>;
 
 /// Hands each delivery report to the request waiting for it.
 struct Acks;
@@ -65,7 +66,7 @@ struct Acks;
 impl ClientContext for Acks {}
 
 impl ProducerContext for Acks {
-    type DeliveryOpaque = Box<oneshot::Sender<Result<(), KafkaError>>>;
+    type DeliveryOpaque = Waiter;
 
     fn delivery(&self, result: &DeliveryResult<'_>, waiter: Self::DeliveryOpaque) {
         let verdict = match result {

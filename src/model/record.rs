@@ -34,6 +34,13 @@ impl RecordWriter {
         }
     }
 
+    /// Sized for the events of a `body_len`-byte webhook, so that writing them does not grow
+    /// the buffer: a status encodes to about twice its bytes in Meta's body, and a record
+    /// closes after the event that crosses [`TARGET_BYTES`].
+    pub fn for_body(body_len: usize) -> Self {
+        RecordWriter::with_capacity((3 * body_len).min(TARGET_BYTES + 4096))
+    }
+
     /// Appends `event`; returns true when the record is full and should be sent (then
     /// [`clear`](Self::clear)ed).
     pub fn push(&mut self, event: &Event<'_>) -> bool {

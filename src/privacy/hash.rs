@@ -53,13 +53,19 @@ impl PhoneHash {
     }
 
     pub fn from_hex(s: &str) -> Option<Self> {
-        let mut b = [0u8; 32];
-        if s.len() != 2 * b.len() {
-            return None;
-        }
-        faster_hex::hex_decode(s.as_bytes(), &mut b).ok()?;
-        Some(PhoneHash(b))
+        decode_hex(s).map(PhoneHash)
     }
+}
+
+/// Exactly `N` bytes written as `2 * N` hex digits; anything else is `None`. faster-hex rather
+/// than hex: decoding ids and person hashes was ~13 % of the sink's CPU with the latter.
+pub(crate) fn decode_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
+    let mut b = [0u8; N];
+    if s.len() != 2 * N {
+        return None;
+    }
+    faster_hex::hex_decode(s.as_bytes(), &mut b).ok()?;
+    Some(b)
 }
 
 /// Hex text on the stack.

@@ -161,9 +161,10 @@ impl Batch {
         self.decode_into(Vec::new())
     }
 
-    /// [`decode`](Self::decode) into the (emptied) events vector of an earlier batch.
-    pub fn decode_into(&self, spare: Vec<(usize, Event<'_>)>) -> Decoded<'_> {
-        let mut events = recycle(spare);
+    /// [`decode`](Self::decode) into the events vector of an earlier batch (kept by
+    /// [`recycle`]); whatever it still held is dropped.
+    pub fn decode_into<'a>(&'a self, mut events: Vec<(usize, Event<'a>)>) -> Decoded<'a> {
+        events.clear();
         events.reserve(self.lines.len());
         let mut out = Decoded {
             events,

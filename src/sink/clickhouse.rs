@@ -272,16 +272,11 @@ impl<'a> Rows<'a> {
         }
     }
 
-    /// [`route`](Self::route), filling the (emptied) vectors of an earlier batch's rows.
-    pub fn route_into(decoded: &'a Decoded<'_>, window: &Window, spare: Rows<'_>) -> Rows<'a> {
-        let mut rows = Rows {
-            status: recycle(spare.status),
-            inbound: recycle(spare.inbound),
-            account: recycle(spare.account),
-            security: recycle(spare.security),
-            expired: recycle(spare.expired),
-            rejects: decoded.rejects.clone(),
-        };
+    /// [`route`](Self::route), into the vectors of an earlier batch's rows (kept by
+    /// [`recycled`](Self::recycled)); whatever they still held is dropped.
+    pub fn route_into(decoded: &'a Decoded<'_>, window: &Window, mut rows: Rows<'a>) -> Rows<'a> {
+        rows.clear();
+        rows.rejects.extend_from_slice(&decoded.rejects);
         // Per table: (event time, position in `decoded.events`).
         let mut order: [Vec<(u64, u32)>; 4] = Default::default();
         for (pos, (line, event)) in decoded.events.iter().enumerate() {
@@ -322,6 +317,15 @@ impl<'a> Rows<'a> {
         // Security events arrive in time order already (their time is the receipt time).
         rows.security.sort_by_key(|(_, r)| r.ts);
         rows
+    }
+
+    fn clear(&mut self) {
+        self.status.clear();
+        self.inbound.clear();
+        self.account.clear();
+        self.security.clear();
+        self.expired.clear();
+        self.rejects.clear();
     }
 
     fn push_event(&mut self, line: usize, table: Table, e: &'a Event<'_>) {
