@@ -69,7 +69,30 @@ fn hot_path(c: &mut Criterion) {
                 BatchSize::SmallInput,
             )
         });
+        // Encoding alone, over events split once up front.
+        let mut parsed = body.clone();
+        let hook = parse::parse(&mut parsed).expect("bench payload parses");
+        let ctx = SplitContext {
+            pepper: &pepper,
+            received_ms: 1,
+        };
+        let mut events = Vec::new();
+        let _ = parse::split(&hook, &ctx, |e| {
+            events.push(e.clone());
+            Ok::<(), std::convert::Infallible>(())
+        });
         let mut out = Vec::with_capacity(1024);
+        g.bench_function("encode", |b| {
+            b.iter(|| {
+                let mut bytes = 0usize;
+                for e in &events {
+                    out.clear();
+                    e.encode(&mut out);
+                    bytes += out.len();
+                }
+                bytes
+            })
+        });
         g.bench_function("verify_parse_split_mask_encode", |b| {
             b.iter_batched_ref(
                 || body.clone(),

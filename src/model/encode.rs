@@ -9,99 +9,110 @@
 use super::Event;
 use std::borrow::Cow;
 
+/// `,"name":` — a key of ours (ASCII, nothing to escape) with its separator, as one constant,
+/// so that writing a field is one append of it and one of the value.
+macro_rules! key {
+    ($name:literal) => {
+        concat!(",\"", $name, "\":").as_bytes()
+    };
+}
+
 /// Appends `event` as one JSON object to `out`.
 pub fn encode(e: &Event<'_>, out: &mut Vec<u8>) {
-    let mut w = Writer { out, first: true };
-    w.num("v", e.v);
-    w.raw_str("id", &e.id.hex());
-    w.raw_str("kind", e.kind.as_str().as_bytes());
-    w.num("received_ms", e.received_ms);
-    w.num("ts", e.ts);
-    w.text("waba_id", &e.waba_id);
-    w.text("field", &e.field);
-    w.opt("phone_number_id", &e.phone_number_id);
-    w.opt("display_phone_number", &e.display_phone_number);
-    w.opt("message_id", &e.message_id);
-    w.opt("status", &e.status);
-    w.opt("message_type", &e.message_type);
+    let mut w = Writer { out };
+    // `v` is always first, so every later key starts with a comma.
+    w.out.extend_from_slice(b"{\"v\":");
+    w.out
+        .extend_from_slice(itoa::Buffer::new().format(e.v).as_bytes());
+    w.raw_str(key!("id"), &e.id.hex());
+    w.raw_str(key!("kind"), e.kind.as_str().as_bytes());
+    w.num(key!("received_ms"), e.received_ms);
+    w.num(key!("ts"), e.ts);
+    w.text(key!("waba_id"), &e.waba_id);
+    w.text(key!("field"), &e.field);
+    w.opt(key!("phone_number_id"), &e.phone_number_id);
+    w.opt(key!("display_phone_number"), &e.display_phone_number);
+    w.opt(key!("message_id"), &e.message_id);
+    w.opt(key!("status"), &e.status);
+    w.opt(key!("message_type"), &e.message_type);
     if let Some(m) = &e.person_masked {
-        w.raw_str("person_masked", m.as_str().as_bytes());
+        w.raw_str(key!("person_masked"), m.as_bytes());
     }
     if let Some(h) = &e.person_hash {
-        w.raw_str("person_hash", &h.to_hex().0);
+        w.raw_str(key!("person_hash"), &h.to_hex().0);
     }
-    w.opt("context_message_id", &e.context_message_id);
-    w.opt_bool("forwarded", e.forwarded);
-    w.opt_bool("from_ad", e.from_ad);
-    w.opt("conversation_id", &e.conversation_id);
-    w.opt("conversation_origin", &e.conversation_origin);
-    w.opt_num("conversation_expiration_ts", e.conversation_expiration_ts);
-    w.opt("pricing_model", &e.pricing_model);
-    w.opt("pricing_category", &e.pricing_category);
-    w.opt("pricing_type", &e.pricing_type);
-    w.opt_bool("billable", e.billable);
-    w.opt_num("error_code", e.error_code);
-    w.opt("error_title", &e.error_title);
-    w.opt("template_id", &e.template_id);
-    w.opt("template_name", &e.template_name);
-    w.opt("template_language", &e.template_language);
-    w.opt("update_event", &e.update_event);
-    w.opt("reason", &e.reason);
-    w.opt("previous_quality", &e.previous_quality);
-    w.opt("new_quality", &e.new_quality);
-    w.opt("current_limit", &e.current_limit);
+    w.opt(key!("context_message_id"), &e.context_message_id);
+    w.opt_bool(key!("forwarded"), e.forwarded);
+    w.opt_bool(key!("from_ad"), e.from_ad);
+    w.opt(key!("conversation_id"), &e.conversation_id);
+    w.opt(key!("conversation_origin"), &e.conversation_origin);
+    w.opt_num(
+        key!("conversation_expiration_ts"),
+        e.conversation_expiration_ts,
+    );
+    w.opt(key!("pricing_model"), &e.pricing_model);
+    w.opt(key!("pricing_category"), &e.pricing_category);
+    w.opt(key!("pricing_type"), &e.pricing_type);
+    w.opt_bool(key!("billable"), e.billable);
+    w.opt_num(key!("error_code"), e.error_code);
+    w.opt(key!("error_title"), &e.error_title);
+    w.opt(key!("template_id"), &e.template_id);
+    w.opt(key!("template_name"), &e.template_name);
+    w.opt(key!("template_language"), &e.template_language);
+    w.opt(key!("update_event"), &e.update_event);
+    w.opt(key!("reason"), &e.reason);
+    w.opt(key!("previous_quality"), &e.previous_quality);
+    w.opt(key!("new_quality"), &e.new_quality);
+    w.opt(key!("current_limit"), &e.current_limit);
     w.out.push(b'}');
 }
 
+/// Appends fields after the first; each `key` is a [`key!`] constant.
 struct Writer<'o> {
     out: &'o mut Vec<u8>,
-    first: bool,
 }
 
 impl Writer<'_> {
-    /// `{"key":` or `,"key":` — keys are our own ASCII names and need no escaping.
-    fn key(&mut self, key: &str) {
-        self.out.push(if self.first { b'{' } else { b',' });
-        self.first = false;
-        self.out.push(b'"');
-        self.out.extend_from_slice(key.as_bytes());
-        self.out.extend_from_slice(b"\":");
-    }
-
-    fn num(&mut self, key: &str, n: impl itoa::Integer) {
-        self.key(key);
+    #[inline(always)]
+    fn num(&mut self, key: &[u8], n: impl itoa::Integer) {
+        self.out.extend_from_slice(key);
         self.out
             .extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
     }
 
-    fn opt_num(&mut self, key: &str, n: Option<impl itoa::Integer>) {
+    #[inline(always)]
+    fn opt_num(&mut self, key: &[u8], n: Option<impl itoa::Integer>) {
         if let Some(n) = n {
             self.num(key, n);
         }
     }
 
     /// A value we produced ourselves (hex, masked digits, a kind name): nothing to escape.
-    fn raw_str(&mut self, key: &str, value: &[u8]) {
-        self.key(key);
+    #[inline(always)]
+    fn raw_str(&mut self, key: &[u8], value: &[u8]) {
+        self.out.extend_from_slice(key);
         self.out.push(b'"');
         self.out.extend_from_slice(value);
         self.out.push(b'"');
     }
 
-    fn text(&mut self, key: &str, value: &str) {
-        self.key(key);
+    #[inline(always)]
+    fn text(&mut self, key: &[u8], value: &str) {
+        self.out.extend_from_slice(key);
         escaped(self.out, value);
     }
 
-    fn opt(&mut self, key: &str, value: &Option<Cow<'_, str>>) {
+    #[inline(always)]
+    fn opt(&mut self, key: &[u8], value: &Option<Cow<'_, str>>) {
         if let Some(v) = value {
             self.text(key, v);
         }
     }
 
-    fn opt_bool(&mut self, key: &str, value: Option<bool>) {
+    #[inline(always)]
+    fn opt_bool(&mut self, key: &[u8], value: Option<bool>) {
         if let Some(b) = value {
-            self.key(key);
+            self.out.extend_from_slice(key);
             self.out
                 .extend_from_slice(if b { b"true" } else { b"false" });
         }
@@ -109,10 +120,21 @@ impl Writer<'_> {
 }
 
 /// Appends `s` as a JSON string. Text from Meta is almost never in need of escaping, so the
-/// common case is one check over the bytes and one copy.
+/// common case is one branch-free check over the bytes (which the compiler vectorizes) and
+/// one copy; only strings that need it take the byte-by-byte path.
 fn escaped(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     let bytes = s.as_bytes();
+    if !any_needs_escape(bytes) {
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    }
+    escaped_slowly(out, bytes);
+}
+
+#[cold]
+fn escaped_slowly(out: &mut Vec<u8>, bytes: &[u8]) {
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
         if !needs_escape(b) {
@@ -140,9 +162,36 @@ fn escaped(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
+/// Eight bytes at a time, as bit tricks on a `u64` (exact as a yes/no answer): most strings
+/// in an event are 4–60 bytes, too short for the compiler's vector loop to start.
+#[inline]
+fn any_needs_escape(bytes: &[u8]) -> bool {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH != 0;
+    let mut chunks = bytes.chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_ne_bytes(word);
+        let control = x.wrapping_sub(ONES * 0x20) & !x & HIGH != 0;
+        if control
+            | has_zero(x ^ (ONES * u64::from(b'"')))
+            | has_zero(x ^ (ONES * u64::from(b'\\')))
+        {
+            return true;
+        }
+    }
+    chunks
+        .remainder()
+        .iter()
+        .fold(false, |any, &b| any | needs_escape(b))
+}
+
 #[inline]
 fn needs_escape(b: u8) -> bool {
-    b < 0x20 || b == b'"' || b == b'\\'
+    // `|`, not `||`: no branches, so a scan over many bytes vectorizes.
+    (b < 0x20) | (b == b'"') | (b == b'\\')
 }
 
 #[cfg(test)]
@@ -273,6 +322,23 @@ mod tests {
             let mut out = Vec::new();
             escaped(&mut out, &s);
             proptest::prop_assert_eq!(out, serde_json::to_vec(&s).expect("serde"));
+        }
+    }
+
+    #[test]
+    fn the_word_at_a_time_check_finds_every_escape_at_every_position() {
+        for len in 0..24 {
+            for at in 0..len {
+                for b in [0x00, 0x1f, b'"', b'\\', 0x20, b'!', b'#', 0x7f, 0x80, 0xff] {
+                    let mut buf = vec![b'a'; len];
+                    buf[at] = b;
+                    assert_eq!(
+                        any_needs_escape(&buf),
+                        needs_escape(b),
+                        "{b:#x} at {at} of {len}"
+                    );
+                }
+            }
         }
     }
 

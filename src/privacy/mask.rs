@@ -67,7 +67,13 @@ impl MaskedPhone {
     }
 
     pub fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.buf[..self.len as usize]).unwrap_or_default()
+        std::str::from_utf8(self.as_bytes()).unwrap_or_default()
+    }
+
+    /// The same text without the UTF-8 check (only ASCII digits and `X` are ever written), for
+    /// the event encoder.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len as usize]
     }
 }
 
