@@ -229,8 +229,13 @@ impl<'c> Sink<'c> {
     }
 
     async fn dead_letter(&mut self, batch: &Batch, rejects: &[Reject]) -> Result<(), Stopped> {
+        // One warning per batch: a format mismatch can reject every line of every batch, and
+        // a line of log per reject would cost more than the rejects themselves.
+        if let Some(first) = rejects.first() {
+            tracing::warn!(lines = rejects.len(), first_reason = %first.reason, "dead-lettering lines of a batch");
+        }
         for r in rejects {
-            tracing::warn!(reason = %r.reason, "dead-lettering a record");
+            tracing::debug!(line = r.line, reason = %r.reason, "dead-lettering a line");
         }
         let consumer = self.consumer;
         let (_, dead_letters, mut retry) = self.parts();
