@@ -382,6 +382,18 @@ async fn health_readiness_and_metrics() {
     ] {
         assert!(metrics.body.contains(name), "{name} missing from /metrics");
     }
+    // Other tests in this process count into the same series, hence at-least.
+    let value = |series: &str| -> f64 {
+        metrics
+            .body
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{series} has no value in /metrics"))
+    };
+    assert!(value("bluetick_ingest_requests_total{route=\"webhook\",outcome=\"ok\"}") >= 1.0);
+    assert!(value("bluetick_ingest_events_total{kind=\"status\"}") >= 10.0);
+    assert!(value("bluetick_ingest_produce_duration_seconds_count") >= 1.0);
+    assert!(value("bluetick_ingest_request_duration_seconds_count{route=\"webhook\"}") >= 1.0);
     assert_eq!(get(server.addr, "/nope").await.status, 404);
     server.stop().await;
 }
