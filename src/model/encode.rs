@@ -120,8 +120,8 @@ impl Writer<'_> {
 }
 
 /// Appends `s` as a JSON string. Text from Meta is almost never in need of escaping, so the
-/// common case is one branch-free check over the bytes (which the compiler vectorizes) and
-/// one copy; only strings that need it take the byte-by-byte path.
+/// common case is one word-at-a-time check over the bytes and one copy; only strings that
+/// need escaping take the byte-by-byte path.
 fn escaped(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     let bytes = s.as_bytes();
@@ -190,7 +190,7 @@ fn any_needs_escape(bytes: &[u8]) -> bool {
 
 #[inline]
 fn needs_escape(b: u8) -> bool {
-    // `|`, not `||`: no branches, so a scan over many bytes vectorizes.
+    // `|`, not `||`: no branches in the short tail loop that uses it.
     (b < 0x20) | (b == b'"') | (b == b'\\')
 }
 
