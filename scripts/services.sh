@@ -58,7 +58,7 @@ start_tansu() {
   mkdir -p "$RUN/tansu"
   # Each start begins from an empty store. It only ever holds test, demo and benchmark
   # traffic, and tansu's sqlite storage slows as the file grows: at 8 GB, one fetch took over
-  # a minute, and 200k-row sink drains used about 30 % more CPU per row than on a fresh one.
+  # a minute, and 200k-row sink drains used about a quarter more CPU per row than on a fresh one.
   rm -f "$RUN/tansu/tansu.db" "$RUN/tansu/tansu.db-wal" "$RUN/tansu/tansu.db-shm"
   # tansu reads the sqlite path relative to its working directory.
   (cd "$RUN/tansu" && exec "$TANSU" broker --listener-url "tcp://$KAFKA_ADDR" \
