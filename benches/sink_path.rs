@@ -9,7 +9,7 @@ use bluetick::model::record::RecordWriter;
 use bluetick::model::Event;
 use bluetick::privacy::Pepper;
 use bluetick::sink::batch::{Batch, Source};
-use bluetick::sink::clickhouse::{Rows, Window};
+use bluetick::sink::route::{Rows, Window};
 use common::statuses;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 

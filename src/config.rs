@@ -5,7 +5,6 @@
 //! Invariant: a config that loads is complete — unknown keys, wrong types and missing secrets
 //! fail at start with a message naming the key, never later in a request.
 
-use crate::privacy::Pepper;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -177,7 +176,7 @@ pub struct KafkaConfig {
     /// Largest record; must exceed `ingest.max_body_bytes` so dead-lettered bodies fit.
     pub message_max_bytes: u64,
     /// How long the producer retries a record (librdkafka message.timeout.ms). Longer than
-    /// `ingest.produce_timeout_ms` on purpose: see `ingest::produce`.
+    /// `ingest.produce_timeout_ms` on purpose: see `kafka::producer`.
     pub message_timeout_ms: u64,
     /// librdkafka debug contexts for troubleshooting (e.g. `cgrp,fetch`); empty = off.
     pub debug: String,
@@ -366,10 +365,10 @@ impl Config {
         Ok(())
     }
 
-    /// The phone-number hash key, from `privacy.pepper_file` or `privacy.pepper`.
-    pub fn pepper(&self) -> Result<Pepper, ConfigError> {
+    /// The key of the phone-number hash, from `privacy.pepper_file` or `privacy.pepper`.
+    pub fn pepper(&self) -> Result<Secret, ConfigError> {
         let p = &self.privacy;
-        read_pepper(
+        read_key(
             &p.pepper,
             &p.pepper_file,
             "privacy.pepper",
@@ -378,9 +377,9 @@ impl Config {
     }
 
     /// The pepper before the last rotation (`privacy.pepper_previous[_file]`).
-    pub fn previous_pepper(&self) -> Result<Pepper, ConfigError> {
+    pub fn previous_pepper(&self) -> Result<Secret, ConfigError> {
         let p = &self.privacy;
-        read_pepper(
+        read_key(
             &p.pepper_previous,
             &p.pepper_previous_file,
             "privacy.pepper_previous",
@@ -389,28 +388,29 @@ impl Config {
     }
 }
 
-fn read_pepper(
+/// A key given inline or, winning over it, in a file (trailing newline ignored); 16+ bytes.
+fn read_key(
     value: &Secret,
     file: &str,
     key: &'static str,
     var: &str,
-) -> Result<Pepper, ConfigError> {
+) -> Result<Secret, ConfigError> {
     let secret = if file.is_empty() {
-        value.expose().to_string()
+        value.clone()
     } else {
         let text = std::fs::read_to_string(file).map_err(|e| ConfigError::Invalid {
             key,
             reason: format!("cannot read {file}: {e}"),
         })?;
-        text.trim_end_matches(['\r', '\n']).to_string()
+        Secret(text.trim_end_matches(['\r', '\n']).to_string())
     };
-    if secret.len() < 16 {
+    if secret.0.len() < 16 {
         return Err(ConfigError::Invalid {
             key,
             reason: format!("set {var} or {var}_FILE to a secret of 16+ bytes"),
         });
     }
-    Ok(Pepper::new(secret.as_bytes()))
+    Ok(secret)
 }
 
 fn missing(key: &'static str, var: &str) -> ConfigError {

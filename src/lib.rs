@@ -5,26 +5,32 @@
 //! Meta ──POST──▶ ingest ──▶ Kafka ──▶ sink ──▶ ClickHouse ◀── dashboards
 //! ```
 //!
-//! - [`model`]: the data contract — Meta's payload (borrowed wire types) and the event written
-//!   to Kafka. Privacy starts here: no type has a field for message content.
-//! - [`ingest`]: the HTTP server — verify the signature, parse in place, split into events,
-//!   mask phone numbers, produce, answer 200 only after the broker acked.
-//! - [`sink`]: Kafka → ClickHouse in batches, offsets committed after the insert.
-//! - [`retention`]: drops day partitions past each table's retention.
-//! - [`tables`]: the ClickHouse tables and the retention rule sink and retention share.
-//! - [`privacy`]: masking and keyed hashing of phone numbers.
-//! - [`kafka`]: client settings and topic creation shared by the components.
-//! - [`migrate`]: the versioned ClickHouse schema (`schemas/clickhouse/`) and Kafka topics.
-//! - [`clock`], [`config`], [`metrics`]: configuration (file + `BLUETICK_*` env) and Prometheus metrics.
+//! The crate is built in floors; a module imports only from floors below its own, never from
+//! a module beside it.
+//!
+//! 1. **Subcommands**, one module each with one `run`: [`ingest`] (the HTTP server: verify,
+//!    parse in place, split, mask, produce, 200 only after the broker acked), [`sink`] (Kafka →
+//!    ClickHouse in batches, offsets committed after the insert), [`migrate`] (versioned schema
+//!    and topics), [`retention`] (day-partition drops), [`erase`] and [`export`] (a person's
+//!    rights).
+//! 2. **The data contract and the shared clients**: [`model`] (Meta's wire types, the event
+//!    and its encoding, the records, the ClickHouse rows and tables), [`kafka`] (client
+//!    settings, topics, the bounded producer), [`clickhouse`] (client, quoting, errors, schema
+//!    queries), [`ops`] (`/metrics` and `/healthz`).
+//! 3. **Primitives**: [`privacy`] (masking, keyed hashing, people as operators name them),
+//!    [`config`] (file + `BLUETICK_*` env), [`metrics`] (names and recorder), [`clock`].
 
+pub mod clickhouse;
 pub mod clock;
 pub mod config;
+pub mod erase;
+pub mod export;
 pub mod ingest;
 pub mod kafka;
 pub mod metrics;
 pub mod migrate;
 pub mod model;
+pub mod ops;
 pub mod privacy;
 pub mod retention;
 pub mod sink;
-pub mod tables;

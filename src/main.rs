@@ -84,7 +84,7 @@ enum Command {
         #[command(flatten)]
         people: People,
         #[arg(long, value_enum, default_value = "jsonl")]
-        format: bluetick::privacy::export::Format,
+        format: bluetick::export::Format,
         /// Write to FILE instead of stdout.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
@@ -136,9 +136,11 @@ impl People {
                 .with_context(|| format!("reading {}", path.display()))?;
             refs.extend(PersonRef::parse_list(&path.display().to_string(), &text)?);
         }
-        let current = cfg.pepper()?;
+        let key =
+            |s: bluetick::config::Secret| bluetick::privacy::Pepper::new(s.expose().as_bytes());
+        let current = key(cfg.pepper()?);
         let previous = if self.previous_pepper {
-            Some(cfg.previous_pepper()?)
+            Some(key(cfg.previous_pepper()?))
         } else {
             None
         };
@@ -215,8 +217,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             } => {
                 let hashes = people.hashes(&cfg)?;
                 let timeout = std::time::Duration::from_secs(timeout_secs);
-                bluetick::privacy::erase::run(&cfg, &hashes, timeout, &mut std::io::stdout())
-                    .await?;
+                bluetick::erase::run(&cfg, &hashes, timeout, &mut std::io::stdout()).await?;
             }
             Command::Export {
                 people,
@@ -224,33 +225,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 out,
             } => {
                 let hashes = people.hashes(&cfg)?;
-                let mut progress = std::io::stderr();
-                match out {
-                    Some(path) => {
-                        let file = std::fs::File::create(&path)
-                            .with_context(|| format!("creating {}", path.display()))?;
-                        let mut file = std::io::BufWriter::new(file);
-                        bluetick::privacy::export::run(
-                            &cfg,
-                            &hashes,
-                            format,
-                            &mut file,
-                            &mut progress,
-                        )
-                        .await?;
-                    }
-                    None => {
-                        let mut stdout = std::io::stdout().lock();
-                        bluetick::privacy::export::run(
-                            &cfg,
-                            &hashes,
-                            format,
-                            &mut stdout,
-                            &mut progress,
-                        )
-                        .await?;
-                    }
-                }
+                let mut data: Box<dyn std::io::Write> = match &out {
+                    Some(path) => Box::new(std::io::BufWriter::new(
+                        std::fs::File::create(path)
+                            .with_context(|| format!("creating {}", path.display()))?,
+                    )),
+                    None => Box::new(std::io::stdout().lock()),
+                };
+                bluetick::export::run(&cfg, &hashes, format, &mut data, &mut std::io::stderr())
+                    .await?;
             }
             Command::Migrate { skip_kafka } => {
                 let mut out = std::io::stdout();

@@ -6,7 +6,8 @@
 //! are idempotent (`IF NOT EXISTS`), so a run interrupted between a statement and its record
 //! is safe to repeat.
 
-use crate::config::{ClickHouseConfig, Config, WireCompression};
+use crate::clickhouse::{quote_ident, ClickHouse, ClickHouseError};
+use crate::config::Config;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::io::Write;
@@ -39,11 +40,8 @@ pub const MIGRATIONS: &[Migration] = &[
 
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
-    #[error("clickhouse at {url}: {source}")]
-    ClickHouse {
-        url: String,
-        source: clickhouse::error::Error,
-    },
+    #[error(transparent)]
+    ClickHouse(#[from] ClickHouseError),
     #[error(
         "{name} (version {version}) was applied with other contents (recorded sha256 {recorded}, \
          file sha256 {current}); applied files never change: add a new file instead"
@@ -64,20 +62,6 @@ pub enum MigrateError {
 struct Applied {
     version: u32,
     checksum: String,
-}
-
-/// A ClickHouse client for `cfg`; validation is off because ClickHouse 18.16 rejects the
-/// schema-fetching format and setting it relies on.
-pub fn client(cfg: &ClickHouseConfig) -> clickhouse::Client {
-    clickhouse::Client::default()
-        .with_url(&cfg.url)
-        .with_user(&cfg.user)
-        .with_password(cfg.password.expose())
-        .with_validation(false)
-        .with_compression(match cfg.compression {
-            WireCompression::Lz4 => clickhouse::Compression::Lz4,
-            WireCompression::None => clickhouse::Compression::None,
-        })
 }
 
 impl Migration {
@@ -104,32 +88,21 @@ impl Migration {
 
 /// Applies what is missing and reports each file on `out`. Returns how many were applied.
 pub async fn run(cfg: &Config, out: &mut impl Write) -> Result<usize, MigrateError> {
-    let ch = &cfg.clickhouse;
-    let err = |source| MigrateError::ClickHouse {
-        url: ch.url.clone(),
-        source,
-    };
-    let server = client(ch);
-    let db = quote_ident(&ch.database);
-    server
+    let ch = ClickHouse::new(&cfg.clickhouse);
+    let db = quote_ident(ch.database());
+    ch.server()
         .query(&format!("CREATE DATABASE IF NOT EXISTS {db}"))
         .execute()
         .await
-        .map_err(err)?;
-    let client = server.with_database(&ch.database);
-    client
-        .query(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version UInt32, name String, \
-             checksum String, applied_at DateTime('UTC')) ENGINE = MergeTree ORDER BY version",
-        )
-        .execute()
-        .await
-        .map_err(err)?;
-    let applied: Vec<Applied> = client
-        .query("SELECT version, checksum FROM schema_migrations ORDER BY version")
-        .fetch_all()
-        .await
-        .map_err(err)?;
+        .map_err(|e| ch.error(e))?;
+    ch.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version UInt32, name String, \
+         checksum String, applied_at DateTime('UTC')) ENGINE = MergeTree ORDER BY version",
+    )
+    .await?;
+    let applied: Vec<Applied> = ch
+        .fetch_all("SELECT version, checksum FROM schema_migrations ORDER BY version")
+        .await?;
 
     let mut count = 0;
     for m in MIGRATIONS {
@@ -147,24 +120,24 @@ pub async fn run(cfg: &Config, out: &mut impl Write) -> Result<usize, MigrateErr
             continue;
         }
         for statement in m.statements() {
-            client.query(&statement).execute().await.map_err(err)?;
+            ch.execute(&statement).await?;
         }
-        client
+        ch.client()
             .query("INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (?, ?, ?, now())")
             .bind(m.version)
             .bind(m.name)
             .bind(&current)
             .execute()
             .await
-            .map_err(err)?;
+            .map_err(|e| ch.error(e))?;
         writeln!(out, "  + {} applied", m.name)?;
         count += 1;
     }
     writeln!(
         out,
         "clickhouse {}/{}: {count} applied, {} already there",
-        ch.url,
-        ch.database,
+        ch.url(),
+        ch.database(),
         MIGRATIONS.len() - count
     )?;
     Ok(count)
@@ -180,11 +153,6 @@ pub async fn topics(cfg: &Config, out: &mut impl Write) -> Result<(), MigrateErr
         k.brokers, k.events_topic, k.security_topic, k.dead_letter_topic
     )?;
     Ok(())
-}
-
-/// Backquoted identifier, so any database name the operator picks is taken literally.
-fn quote_ident(name: &str) -> String {
-    format!("`{}`", name.replace('\\', "\\\\").replace('`', "\\`"))
 }
 
 #[cfg(test)]
@@ -215,11 +183,5 @@ mod tests {
         assert!(views
             .iter()
             .all(|s| s.starts_with("CREATE VIEW IF NOT EXISTS")));
-    }
-
-    #[test]
-    fn identifiers_are_quoted() {
-        assert_eq!(quote_ident("bluetick"), "`bluetick`");
-        assert_eq!(quote_ident("a`b"), "`a\\`b`");
     }
 }

@@ -5,7 +5,7 @@
 mod common;
 
 use bluetick::migrate::MIGRATIONS;
-use bluetick::sink::clickhouse::{AccountRow, InboundRow, SecurityRow, StatusRow};
+use bluetick::model::rows::{AccountRow, InboundRow, SecurityRow, StatusRow};
 use clickhouse::Row;
 use common::*;
 
@@ -47,7 +47,7 @@ fn script(database: &str) -> Vec<String> {
     // within one INSERT (`optimize_on_insert`), 18.16 only on merge.
     let partitions = format!(
         "SELECT table, partition FROM ({})",
-        bluetick::retention::LIST_PARTITIONS_SQL.replace('?', &format!("'{database}'"))
+        bluetick::clickhouse::LIST_PARTITIONS_SQL.replace('?', &format!("'{database}'"))
     );
     sql.push(partitions.clone());
     sql.push("ALTER TABLE message_status DROP PARTITION 20250615".into());

@@ -5,7 +5,7 @@
 
 mod common;
 
-use bluetick::privacy::export::Format;
+use bluetick::export::Format;
 use bluetick::privacy::{Pepper, PhoneHash};
 use common::*;
 use std::collections::BTreeSet;
@@ -36,7 +36,7 @@ fn schema_fields() -> BTreeSet<String> {
 
 async fn export(cfg: &bluetick::config::Config, format: Format) -> String {
     let mut data = Vec::new();
-    bluetick::privacy::export::run(cfg, &[hash(PERSON)], format, &mut data, &mut Vec::new())
+    bluetick::export::run(cfg, &[hash(PERSON)], format, &mut data, &mut Vec::new())
         .await
         .expect("export");
     String::from_utf8(data).expect("utf-8")
@@ -110,7 +110,7 @@ async fn export_and_erase_cover_exactly_one_person() {
 
     // Erase: exactly the person, proved and audited; the others untouched.
     let mut progress = Vec::new();
-    let report = bluetick::privacy::erase::run(&cfg, &[hash(PERSON)], WAIT, &mut progress)
+    let report = bluetick::erase::run(&cfg, &[hash(PERSON)], WAIT, &mut progress)
         .await
         .expect("erase");
     let progress = String::from_utf8(progress).expect("utf-8");
@@ -144,7 +144,7 @@ async fn export_and_erase_cover_exactly_one_person() {
     assert_eq!(export(&cfg, Format::Jsonl).await, "");
 
     // Again: nothing left, and the audit says so.
-    let again = bluetick::privacy::erase::run(&cfg, &[hash(PERSON)], WAIT, &mut Vec::new())
+    let again = bluetick::erase::run(&cfg, &[hash(PERSON)], WAIT, &mut Vec::new())
         .await
         .expect("erase again");
     assert_eq!(again.removed.values().sum::<u64>(), 0);

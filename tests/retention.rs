@@ -3,7 +3,7 @@
 
 mod common;
 
-use bluetick::tables::{day_of, yyyymmdd, Table};
+use bluetick::model::tables::{day_of, yyyymmdd, Table};
 use common::*;
 
 const DAY: u64 = 86_400;

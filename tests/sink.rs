@@ -45,7 +45,7 @@ fn lifecycle(tag: &str, base: u64) -> Vec<Status> {
 /// Every table's full contents as text.
 async fn dump(cfg: &bluetick::config::Config) -> String {
     let mut all = String::new();
-    for t in bluetick::tables::Table::ALL {
+    for t in bluetick::model::tables::Table::ALL {
         all += &ch_text(cfg, &format!("SELECT * FROM {} FORMAT TSV", t.name())).await;
     }
     all

@@ -1,16 +1,19 @@
-//! The webhook server's routes and the one table from error to HTTP status.
+//! The webhook server's routes: verify, parse, split, produce, answer. What each failure
+//! answers is decided in one place, [`super::error`].
 //!
 //! Invariant kept by [`Handler::webhook`]: a 2xx is sent only after the broker acked every
 //! record of the request (its events, or the raw body on the dead-letter topic). Anything
 //! short of that answers non-2xx so Meta retries; a full bound answers 503 at once.
 
+use super::error::RequestError;
 use super::parse::{self, SplitContext};
-use super::produce::{Pending, ProduceError, Producer};
-use super::verify::{SignatureError, Verifier, SIGNATURE_HEADER};
+use super::verify::{Verifier, SIGNATURE_HEADER};
 use crate::clock::now_ms;
+use crate::kafka::{Pending, Producer};
 use crate::metrics as m;
 use crate::model::record::RecordWriter;
 use crate::model::{EventKind, SecurityEvent};
+use crate::ops::{self, text};
 use crate::privacy::Pepper;
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
@@ -28,74 +31,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
-
-/// Why a request was not accepted. [`RequestError::status`] is the whole client contract.
-#[derive(Debug, thiserror::Error)]
-pub enum RequestError {
-    #[error("signature: {0}")]
-    Signature(#[from] SignatureError),
-    #[error("verify token does not match")]
-    BadVerifyToken,
-    #[error("body larger than the limit")]
-    TooLarge,
-    #[error("content type is not application/json")]
-    UnsupportedMediaType,
-    #[error("client did not send the body in time")]
-    BodyTimeout,
-    #[error("reading the body: {0}")]
-    BodyRead(hyper::Error),
-    #[error("too many requests in progress")]
-    Overloaded,
-    #[error("producing: {0}")]
-    Produce(#[from] ProduceError),
-    #[error("broker not reachable")]
-    NotReady,
-    #[error("no such route")]
-    NotFound,
-    #[error("method not allowed")]
-    MethodNotAllowed,
-}
-
-impl RequestError {
-    /// What the client sees. 503s carry `Retry-After`: Meta retries, nothing is lost.
-    pub fn status(&self) -> StatusCode {
-        match self {
-            RequestError::Signature(_) => StatusCode::UNAUTHORIZED,
-            RequestError::BadVerifyToken => StatusCode::FORBIDDEN,
-            RequestError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            RequestError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            RequestError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            RequestError::BodyRead(_) => StatusCode::BAD_REQUEST,
-            RequestError::Overloaded | RequestError::NotReady => StatusCode::SERVICE_UNAVAILABLE,
-            // A record too large for the broker can never be written; anything else may pass
-            // on a retry.
-            RequestError::Produce(ProduceError::TooLarge) => StatusCode::PAYLOAD_TOO_LARGE,
-            RequestError::Produce(_) => StatusCode::SERVICE_UNAVAILABLE,
-            RequestError::NotFound => StatusCode::NOT_FOUND,
-            RequestError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-        }
-    }
-
-    /// Short stable code for the response body and the `outcome` label; details go to logs.
-    pub fn code(&self) -> &'static str {
-        match self {
-            RequestError::Signature(e) => e.reason(),
-            RequestError::BadVerifyToken => "bad_verify_token",
-            RequestError::TooLarge => "body_too_large",
-            RequestError::UnsupportedMediaType => "unsupported_content_type",
-            RequestError::BodyTimeout => "body_timeout",
-            RequestError::BodyRead(_) => "body_read_failed",
-            RequestError::Overloaded => "overloaded",
-            RequestError::Produce(ProduceError::QueueFull) => "queue_full",
-            RequestError::Produce(ProduceError::TooLarge) => "record_too_large",
-            RequestError::Produce(ProduceError::Timeout) => "broker_timeout",
-            RequestError::Produce(ProduceError::Failed(_)) => "broker_unavailable",
-            RequestError::NotReady => "not_ready",
-            RequestError::NotFound => "not_found",
-            RequestError::MethodNotAllowed => "method_not_allowed",
-        }
-    }
-}
 
 /// Limits and topics a handler needs, resolved from config once.
 pub struct Settings {
@@ -129,7 +64,7 @@ struct HotMetrics {
     webhook_ok: metrics::Counter,
     webhook_seconds: metrics::Histogram,
     produce_seconds: metrics::Histogram,
-    events: [metrics::Counter; KindCounts::KINDS.len()],
+    events: [metrics::Counter; EventKind::ALL.len()],
 }
 
 impl HotMetrics {
@@ -138,7 +73,7 @@ impl HotMetrics {
             webhook_ok: counter!(m::INGEST_REQUESTS, "route" => "webhook", "outcome" => "ok"),
             webhook_seconds: histogram!(m::INGEST_REQUEST_SECONDS, "route" => "webhook"),
             produce_seconds: histogram!(m::INGEST_PRODUCE_SECONDS),
-            events: KindCounts::KINDS.map(|k| counter!(m::INGEST_EVENTS, "kind" => k.as_str())),
+            events: EventKind::ALL.map(|k| counter!(m::INGEST_EVENTS, "kind" => k.as_str())),
         }
     }
 }
@@ -374,12 +309,7 @@ impl Handler {
         let st = &self.state;
         gauge!(m::INGEST_IN_FLIGHT).set(st.in_flight.load(Ordering::Relaxed) as f64);
         gauge!(m::INGEST_PRODUCER_QUEUE).set(st.producer.queue_depth() as f64);
-        let mut r = text(200, &st.metrics.render());
-        r.headers_mut().insert(
-            CONTENT_TYPE,
-            http::HeaderValue::from_static("text/plain; version=0.0.4"),
-        );
-        Outcome::Reply(r)
+        Outcome::Reply(ops::metrics(&st.metrics))
     }
 
     async fn ready(&self) -> Result<Outcome, RequestError> {
@@ -429,28 +359,16 @@ impl Drop for InFlight<'_> {
 
 /// Events of one request by kind, counted once the broker acked them.
 #[derive(Default)]
-struct KindCounts([u64; 8]);
+struct KindCounts([u64; EventKind::ALL.len()]);
 
 impl KindCounts {
-    const KINDS: [EventKind; 8] = [
-        EventKind::Status,
-        EventKind::Message,
-        EventKind::Error,
-        EventKind::TemplateStatus,
-        EventKind::TemplateQuality,
-        EventKind::PhoneQuality,
-        EventKind::AccountUpdate,
-        EventKind::Other,
-    ];
-
     fn add(&mut self, kind: EventKind) {
-        if let Some(i) = Self::KINDS.iter().position(|k| *k == kind) {
-            self.0[i] += 1;
-        }
+        self.0[kind.index()] += 1;
     }
 
-    /// Adds the counts to `counters`, which hold one series per kind in [`Self::KINDS`] order.
-    fn record(&self, counters: &[metrics::Counter; Self::KINDS.len()]) {
+    /// Adds the counts to `counters`, which hold one series per kind in [`EventKind::ALL`]
+    /// order.
+    fn record(&self, counters: &[metrics::Counter; EventKind::ALL.len()]) {
         for (counter, n) in counters.iter().zip(self.0) {
             if n > 0 {
                 counter.increment(n);
@@ -530,53 +448,9 @@ async fn read_body(
     Ok(body)
 }
 
-fn text(status: u16, body: &str) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::copy_from_slice(body.as_bytes())));
-    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    r.headers_mut().insert(
-        CONTENT_TYPE,
-        http::HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    r
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn every_error_has_its_status() {
-        use ProduceError as P;
-        let table: Vec<(RequestError, u16, &str)> = vec![
-            (SignatureError::Missing.into(), 401, "missing_signature"),
-            (SignatureError::Malformed.into(), 401, "malformed_signature"),
-            (SignatureError::Mismatch.into(), 401, "bad_signature"),
-            (RequestError::BadVerifyToken, 403, "bad_verify_token"),
-            (RequestError::TooLarge, 413, "body_too_large"),
-            (
-                RequestError::UnsupportedMediaType,
-                415,
-                "unsupported_content_type",
-            ),
-            (RequestError::BodyTimeout, 408, "body_timeout"),
-            (RequestError::Overloaded, 503, "overloaded"),
-            (P::QueueFull.into(), 503, "queue_full"),
-            (P::Timeout.into(), 503, "broker_timeout"),
-            (
-                P::Failed(rdkafka::error::KafkaError::Canceled).into(),
-                503,
-                "broker_unavailable",
-            ),
-            (P::TooLarge.into(), 413, "record_too_large"),
-            (RequestError::NotReady, 503, "not_ready"),
-            (RequestError::NotFound, 404, "not_found"),
-            (RequestError::MethodNotAllowed, 405, "method_not_allowed"),
-        ];
-        for (err, status, code) in table {
-            assert_eq!(err.status().as_u16(), status, "{err}");
-            assert_eq!(err.code(), code, "{err}");
-        }
-    }
 
     #[test]
     fn content_type_accepts_json_with_parameters_only() {

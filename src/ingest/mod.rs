@@ -4,9 +4,9 @@
 //! 0 and stop it with any future. On shutdown it stops accepting, lets in-flight requests
 //! finish (bounded by `ingest.shutdown_grace_ms`), then flushes the producer.
 
+pub mod error;
 pub mod http;
 pub mod parse;
-pub mod produce;
 pub mod verify;
 
 use crate::config::{Config, ConfigError};
@@ -41,7 +41,7 @@ pub fn state(cfg: &Config) -> Result<http::State, IngestError> {
         security_topic: cfg.kafka.security_topic.clone(),
         dead_letter_topic: cfg.kafka.dead_letter_topic.clone(),
     };
-    let producer = produce::Producer::new(&cfg.kafka, "bluetick-ingest")?;
+    let producer = crate::kafka::Producer::new(&cfg.kafka, "bluetick-ingest")?;
     Ok(http::State::new(
         settings,
         verify::Verifier::new(
@@ -49,7 +49,7 @@ pub fn state(cfg: &Config) -> Result<http::State, IngestError> {
             i.app_secret_previous.expose().as_bytes(),
         ),
         i.verify_token.expose().to_string(),
-        cfg.pepper()?,
+        crate::privacy::Pepper::new(cfg.pepper()?.expose().as_bytes()),
         producer,
         crate::metrics::install(),
     ))

@@ -35,6 +35,23 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// Every kind, in declaration order: per-kind counters are registered from this list.
+    pub const ALL: [EventKind; 8] = [
+        EventKind::Status,
+        EventKind::Message,
+        EventKind::Error,
+        EventKind::TemplateStatus,
+        EventKind::TemplateQuality,
+        EventKind::PhoneQuality,
+        EventKind::AccountUpdate,
+        EventKind::Other,
+    ];
+
+    /// Position in [`EventKind::ALL`], for per-kind arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     /// Stable, bounded label for metrics.
     pub fn as_str(self) -> &'static str {
         match self {

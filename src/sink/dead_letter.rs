@@ -1,11 +1,11 @@
 //! Events the sink cannot store go to the dead-letter topic, byte for byte (their line of the
 //! record, not its neighbours), with why and where they came from in headers — never silently
 //! dropped, never blocking their batch.
-//! Written with ingest's bounded producer, which dead-letters unparseable webhooks the same way.
+//! Written with the shared bounded producer (`crate::kafka`), and acked before the batch commits.
 
 use super::batch::{Batch, Reject, Source};
 use crate::config::KafkaConfig;
-use crate::ingest::produce::{ProduceError, Producer};
+use crate::kafka::{ProduceError, Producer};
 use rdkafka::error::KafkaError;
 use std::time::Duration;
 use tokio::time::Instant;

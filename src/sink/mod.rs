@@ -12,22 +12,24 @@
 //! that arrive anyway (e.g. from a rebalance) wait in the next batch.
 
 pub mod batch;
-pub mod clickhouse;
 pub mod consume;
 pub mod dead_letter;
+pub mod insert;
+pub mod route;
 
 use self::batch::{recycle, Batch, Limits, Reject};
-use self::clickhouse::{Rows, TableRow, Window, Writer};
 use self::consume::Consumer;
 use self::dead_letter::DeadLetters;
+use self::insert::Writer;
+use self::route::{Rows, Window};
+use crate::clickhouse::ClickHouse;
 use crate::clock::{now_ms, now_secs};
 use crate::config::{Config, RetentionConfig};
 use crate::metrics as m;
+use crate::model::rows::TableRow;
 use crate::model::Event;
-use crate::tables::Table;
 use metrics::{counter, histogram};
 use rdkafka::message::Message;
-use std::fmt::Display;
 use std::future::Future;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -68,7 +70,11 @@ pub async fn run(
         let _ = stop_tx.send(true);
     });
     let handle = m::install();
-    let server = tokio::spawn(m::serve(listener, handle, wait_stop(stop_rx.clone())));
+    let server = tokio::spawn(crate::ops::serve(
+        listener,
+        handle,
+        wait_stop(stop_rx.clone()),
+    ));
 
     if cfg.kafka.create_topics {
         if let Err(e) = crate::kafka::ensure_topics(&cfg.kafka, Duration::from_secs(10)).await {
@@ -76,10 +82,12 @@ pub async fn run(
         }
     }
     let consumer = Consumer::new(&cfg.kafka, &cfg.sink)?;
-    let client = crate::migrate::client(&cfg.clickhouse).with_database(&cfg.clickhouse.database);
     let mut sink = Sink {
         consumer: &consumer,
-        writer: Writer::new(client, Duration::from_millis(cfg.sink.insert_timeout_ms)),
+        writer: Writer::new(
+            ClickHouse::new(&cfg.clickhouse),
+            Duration::from_millis(cfg.sink.insert_timeout_ms),
+        ),
         dead_letters: DeadLetters::new(&cfg.kafka)?,
         limits: Limits {
             max_rows: cfg.sink.batch_max_rows.max(1) as usize,
@@ -185,10 +193,10 @@ impl<'c> Sink<'c> {
         let window = Window::new(now_secs(), &self.retention);
         let mut rows = Rows::route_into(&decoded, &window, std::mem::take(&mut self.spare_rows));
         let mut rejects = std::mem::take(&mut rows.rejects);
-        rejects.extend(self.write(Table::MessageStatus, &rows.status).await?);
-        rejects.extend(self.write(Table::InboundMessage, &rows.inbound).await?);
-        rejects.extend(self.write(Table::AccountEvent, &rows.account).await?);
-        rejects.extend(self.write(Table::SecurityEvent, &rows.security).await?);
+        rejects.extend(self.write(&rows.status).await?);
+        rejects.extend(self.write(&rows.inbound).await?);
+        rejects.extend(self.write(&rows.account).await?);
+        rejects.extend(self.write(&rows.security).await?);
         if !rejects.is_empty() {
             self.dead_letter(batch, &rejects).await?;
         }
@@ -205,17 +213,15 @@ impl<'c> Sink<'c> {
 
     async fn write<'a, R: TableRow<'a>>(
         &mut self,
-        table: Table,
         rows: &[(usize, R)],
     ) -> Result<Vec<Reject>, Stopped> {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
+        let table = R::TABLE;
         let started = Instant::now();
         let (writer, _, mut retry) = self.parts();
-        let rejects = retry
-            .run(table.name(), || writer.write(table, rows))
-            .await?;
+        let rejects = retry.run(table.name(), || writer.write(rows)).await?;
         let now_ms = now_ms();
         histogram!(m::SINK_INSERT_SECONDS, "table" => table.name())
             .record(started.elapsed().as_secs_f64());
@@ -305,7 +311,7 @@ struct Retry<'w, 'c> {
 }
 
 impl Retry<'_, '_> {
-    async fn run<T, E: Display, Fut: Future<Output = Result<T, E>>>(
+    async fn run<T, E: std::fmt::Display, Fut: Future<Output = Result<T, E>>>(
         &mut self,
         step: &'static str,
         mut attempt: impl FnMut() -> Fut,
@@ -316,14 +322,9 @@ impl Retry<'_, '_> {
                 Ok(v) => return Ok(v),
                 Err(e) => {
                     counter!(m::SINK_RETRIES, "step" => step).increment(1);
-                    let e = e.to_string();
-                    let hint = if e.contains("exist") {
-                        " (has `bluetick migrate` run?)"
-                    } else {
-                        ""
-                    };
+                    // The error's text names a missing schema itself (`ClickHouseError`).
                     tracing::warn!(step, error = %e, retry_in_ms = delay.as_millis() as u64,
-                        "failed{hint}; offsets held, retrying");
+                        "failed; offsets held, retrying");
                     self.sleep(delay).await?;
                     delay = (delay * 2).min(self.backoff.max);
                 }

@@ -4,8 +4,8 @@
 //! column and the union of the columns. 64-bit integers are strings in JSON, as ClickHouse
 //! writes them, so no reader loses precision.
 
+use crate::clickhouse::{hash_list, quote_ident, ClickHouse, ClickHouseError};
 use crate::config::Config;
-use crate::privacy::erase::{hash_list, people_tables};
 use crate::privacy::PhoneHash;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -18,11 +18,8 @@ pub enum Format {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExportError {
-    #[error("clickhouse at {url}: {source}")]
-    ClickHouse {
-        url: String,
-        source: clickhouse::error::Error,
-    },
+    #[error(transparent)]
+    ClickHouse(#[from] ClickHouseError),
     #[error("clickhouse answered a row that is not a JSON object: {0}")]
     Row(String),
     #[error("writing the export: {0}")]
@@ -37,41 +34,27 @@ pub async fn run(
     cfg: &Config,
     hashes: &[PhoneHash],
     format: Format,
-    data: &mut impl Write,
-    progress: &mut impl Write,
+    data: &mut dyn Write,
+    progress: &mut dyn Write,
 ) -> Result<Summary, ExportError> {
-    let ch = &cfg.clickhouse;
-    let err = |source| ExportError::ClickHouse {
-        url: ch.url.clone(),
-        source,
-    };
-    let client = crate::migrate::client(ch).with_database(&ch.database);
+    let ch = ClickHouse::new(&cfg.clickhouse);
     let list = hash_list(hashes);
     let mut tables = Vec::new();
-    for (table, engine) in people_tables(&client, &ch.database).await.map_err(err)? {
+    for table in ch.people_tables().await? {
         // FINAL: a row delivered twice (Meta retry, Kafka replay) is one row held.
-        let fin = if engine.contains("Replacing") {
-            " FINAL"
-        } else {
-            ""
-        };
         let sql = format!(
-            "SELECT * FROM `{table}`{fin} WHERE person_hash IN ({list}) ORDER BY ts, event_id"
+            "SELECT * FROM {}{} WHERE person_hash IN ({list}) ORDER BY ts, event_id",
+            quote_ident(&table.name),
+            table.final_clause()
         );
-        let bytes = client
-            .query(&sql)
-            .fetch_bytes("JSONEachRow")
-            .map_err(err)?
-            .collect()
-            .await
-            .map_err(err)?;
+        let bytes = ch.fetch_bytes(&sql, "JSONEachRow").await?;
         let text = String::from_utf8_lossy(&bytes).into_owned();
         let columns = if format == Format::Csv {
-            columns(&client, &table).await.map_err(err)?
+            ch.columns(&table.name).await?
         } else {
             Vec::new()
         };
-        tables.push((table, columns, text));
+        tables.push((table.name, columns, text));
     }
     let mut summary = Summary::new();
     match format {
@@ -96,25 +79,8 @@ pub async fn run(
     Ok(summary)
 }
 
-/// Column names of `table` in their order.
-async fn columns(
-    client: &clickhouse::Client,
-    table: &str,
-) -> Result<Vec<String>, clickhouse::error::Error> {
-    let bytes = client
-        .query(&format!("DESCRIBE TABLE `{table}`"))
-        .fetch_bytes("TSV")?
-        .collect()
-        .await?;
-    Ok(String::from_utf8_lossy(&bytes)
-        .lines()
-        .filter_map(|l| l.split('\t').next())
-        .map(str::to_string)
-        .collect())
-}
-
 /// Each JSONEachRow line becomes `{"table":"…",<its columns>}`.
-fn write_jsonl(table: &str, text: &str, out: &mut impl Write) -> Result<u64, ExportError> {
+fn write_jsonl(table: &str, text: &str, out: &mut dyn Write) -> Result<u64, ExportError> {
     let mut n = 0;
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let Some(rest) = line.trim().strip_prefix('{') else {
@@ -137,7 +103,7 @@ fn write_jsonl(table: &str, text: &str, out: &mut impl Write) -> Result<u64, Exp
 
 fn write_csv(
     tables: &[(String, Vec<String>, String)],
-    out: &mut impl Write,
+    out: &mut dyn Write,
 ) -> Result<Summary, ExportError> {
     let mut header: Vec<&str> = vec!["table"];
     for (_, columns, _) in tables {

@@ -1,5 +1,6 @@
-//! The Kafka side of ingest: an idempotent, `acks=all`, compressed producer whose queue is
-//! bounded, and delivery futures a request awaits before it answers.
+//! An idempotent, `acks=all`, compressed producer whose queue is bounded, and the delivery
+//! futures a caller awaits before it tells anyone the records are safe (ingest before its 200,
+//! the sink before it commits a batch whose lines it dead-lettered).
 //!
 //! Invariant: records are enqueued without waiting; a full queue is reported at once
 //! ([`ProduceError::QueueFull`]) so the request can answer 503 instead of buffering without
@@ -11,8 +12,8 @@
 //! about 1 % of a core even when idle. Reports are handed over as they arrive whatever the
 //! slice, so a 1 s slice serves them as fast and spins a tenth as often.
 
+use super::client_config;
 use crate::config::KafkaConfig;
-use crate::kafka::client_config;
 use rdkafka::client::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};

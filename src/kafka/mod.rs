@@ -1,7 +1,13 @@
-//! Kafka settings shared by ingest and sink: client configuration and topic creation.
+//! The Kafka side every component shares: client settings, topic creation, and the bounded
+//! producer with its delivery futures and error classification ([`producer`]), used by
+//! ingest for events and by the sink for dead letters alike.
 //!
 //! Topics are created explicitly (with their partition counts), because production clusters
 //! and some Kafka-protocol brokers do not auto-create them.
+
+pub mod producer;
+
+pub use producer::{Pending, ProduceError, Producer};
 
 use crate::config::KafkaConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};

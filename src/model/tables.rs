@@ -7,6 +7,10 @@ use crate::config::RetentionConfig;
 
 const DAY_SECS: u64 = 86_400;
 
+/// The record of erasures: names people by hash too, but is the proof that they were erased,
+/// so it is neither erased nor exported.
+pub const ERASURE_AUDIT: &str = "erasure_audit";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Table {
     MessageStatus,

@@ -6,18 +6,15 @@
 //! live partition list each run, and dropping a partition that another run already dropped is
 //! a no-op in ClickHouse.
 
-use crate::config::Config;
-use crate::tables::{day_from_yyyymmdd, first_kept_day, yyyymmdd, Table};
-use serde::Deserialize;
+use crate::clickhouse::{ClickHouse, ClickHouseError};
+use crate::config::{Config, RetentionConfig};
+use crate::model::tables::{day_from_yyyymmdd, first_kept_day, yyyymmdd, Table};
 use std::io::Write;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RetentionError {
-    #[error("clickhouse at {url}: {source}")]
-    ClickHouse {
-        url: String,
-        source: clickhouse::error::Error,
-    },
+    #[error(transparent)]
+    ClickHouse(#[from] ClickHouseError),
     #[error("writing the report: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -39,13 +36,6 @@ pub struct Outcome {
     pub kept: usize,
 }
 
-#[derive(Debug, Deserialize, clickhouse::Row)]
-struct PartRow {
-    table: String,
-    partition: String,
-    rows: u64,
-}
-
 /// Drops expired partitions (none if `dry_run`), printing one line per partition and a
 /// summary to `out`.
 pub async fn run(
@@ -53,30 +43,24 @@ pub async fn run(
     dry_run: bool,
     out: &mut impl Write,
 ) -> Result<Outcome, RetentionError> {
-    let ch = &cfg.clickhouse;
-    let err = |source| RetentionError::ClickHouse {
-        url: ch.url.clone(),
-        source,
-    };
-    let client = crate::migrate::client(ch);
-    let partitions = list(&client, &ch.database).await.map_err(err)?;
+    let ch = ClickHouse::new(&cfg.clickhouse);
+    let partitions = list(&ch).await?;
     let now = crate::clock::now_secs();
     let (expired, kept) = split(partitions, now, &cfg.retention);
     let verb = if dry_run { "would drop" } else { "dropped" };
     for p in &expired {
         if !dry_run {
             let sql = format!(
-                "ALTER TABLE `{}`.`{}` DROP PARTITION {}",
-                ch.database,
-                p.table.name(),
+                "ALTER TABLE {} DROP PARTITION {}",
+                ch.table(p.table.name()),
                 p.id
             );
-            client.query(&sql).execute().await.map_err(err)?;
+            ch.execute(&sql).await?;
         }
         writeln!(
             out,
             "{verb} {}.{} partition {} ({} rows, {} days kept)",
-            ch.database,
+            ch.database(),
             p.table.name(),
             p.id,
             p.rows,
@@ -109,21 +93,14 @@ pub struct Compliance {
 
 /// Prints the policy (days and basis per table) against what each table holds today.
 pub async fn report(cfg: &Config, out: &mut impl Write) -> Result<Vec<Compliance>, RetentionError> {
-    let ch = &cfg.clickhouse;
-    let client = crate::migrate::client(ch);
-    let partitions =
-        list(&client, &ch.database)
-            .await
-            .map_err(|source| RetentionError::ClickHouse {
-                url: ch.url.clone(),
-                source,
-            })?;
+    let ch = ClickHouse::new(&cfg.clickhouse);
+    let partitions = list(&ch).await?;
     let now = crate::clock::now_secs();
     let policy = &cfg.retention;
     writeln!(
         out,
         "retention policy of {}.* on {} (UTC), by event time",
-        ch.database,
+        ch.database(),
         yyyymmdd(now / 86_400)
     )?;
     writeln!(
@@ -174,21 +151,9 @@ pub async fn report(cfg: &Config, out: &mut impl Write) -> Result<Vec<Compliance
     Ok(result)
 }
 
-/// Active partitions per table of a database (`?`), with their rows.
-pub const LIST_PARTITIONS_SQL: &str = "SELECT table, partition, sum(rows) AS rows \
-     FROM system.parts WHERE database = ? AND active \
-     GROUP BY table, partition ORDER BY table, partition";
-
-/// Active partitions of bluetick's tables in `database`, oldest first.
-pub async fn list(
-    client: &clickhouse::Client,
-    database: &str,
-) -> Result<Vec<Partition>, clickhouse::error::Error> {
-    let rows: Vec<PartRow> = client
-        .query(LIST_PARTITIONS_SQL)
-        .bind(database)
-        .fetch_all()
-        .await?;
+/// Active day partitions of bluetick's tables, oldest first.
+pub async fn list(ch: &ClickHouse) -> Result<Vec<Partition>, ClickHouseError> {
+    let rows = ch.partitions().await?;
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
         let Some(table) = Table::from_name(&r.table) else {
@@ -214,7 +179,7 @@ pub async fn list(
 pub fn split(
     partitions: Vec<Partition>,
     now_secs: u64,
-    retention: &crate::config::RetentionConfig,
+    retention: &RetentionConfig,
 ) -> (Vec<Partition>, usize) {
     let (expired, kept): (Vec<_>, Vec<_>) = partitions.into_iter().partition(|p| {
         let first = first_kept_day(now_secs, p.table.retention_days(retention));
@@ -224,18 +189,13 @@ pub fn split(
 }
 
 /// The oldest partition id a table keeps at `now`, for reports.
-pub fn first_kept_partition(
-    table: Table,
-    now_secs: u64,
-    cfg: &crate::config::RetentionConfig,
-) -> u32 {
+pub fn first_kept_partition(table: Table, now_secs: u64, cfg: &RetentionConfig) -> u32 {
     yyyymmdd(first_kept_day(now_secs, table.retention_days(cfg)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::RetentionConfig;
 
     #[test]
     fn only_whole_days_past_retention_are_expired() {

@@ -1,28 +1,26 @@
 //! `bluetick erase`: deletes every row held about one or more people, found by their keyed
 //! hash, proves none is left, and records that it did.
 //!
-//! Which tables hold people is read from the live schema (every MergeTree table with a
-//! `person_hash` column), so a table added later is erased too without a code change. Views
-//! hold no rows of their own. Steps per table: count the rows, `ALTER TABLE … DELETE` (a
+//! Which tables hold people is read from the live schema ([`ClickHouse::people_tables`]), so
+//! a table added later is erased too without a code change. Steps per table: count the rows, `ALTER TABLE … DELETE` (a
 //! mutation: ClickHouse rewrites the affected parts), wait for the mutation, count again. Then
 //! one audit row per person in `erasure_audit`. Running it again is harmless: nothing left to
 //! delete, and a new audit row says so.
 
+use crate::clickhouse::{hash_list, quote_ident, ClickHouse, ClickHouseError};
 use crate::clock::now_secs;
 use crate::config::Config;
+use crate::model::tables::ERASURE_AUDIT;
 use crate::privacy::PhoneHash;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EraseError {
-    #[error("clickhouse at {url}: {source}")]
-    ClickHouse {
-        url: String,
-        source: clickhouse::error::Error,
-    },
+    #[error(transparent)]
+    ClickHouse(#[from] ClickHouseError),
     #[error(
         "erasure incomplete: {remaining} rows remain in {table} (rows written while it ran? \
          run it again){done}"
@@ -58,40 +56,6 @@ struct Count {
     rows: u64,
 }
 
-/// The audit of erasures names people by hash too, but is the record that they were erased:
-/// it is neither erased nor exported.
-pub const AUDIT_TABLE: &str = "erasure_audit";
-
-/// MergeTree tables of `database` that have a `person_hash` column (except the audit).
-pub async fn tables_with_people(
-    client: &clickhouse::Client,
-    database: &str,
-) -> Result<Vec<String>, clickhouse::error::Error> {
-    Ok(people_tables(client, database)
-        .await?
-        .into_iter()
-        .map(|(name, _)| name)
-        .collect())
-}
-
-/// As [`tables_with_people`], with each table's engine.
-pub async fn people_tables(
-    client: &clickhouse::Client,
-    database: &str,
-) -> Result<Vec<(String, String)>, clickhouse::error::Error> {
-    client
-        .query(
-            "SELECT name, engine FROM system.tables WHERE database = ? AND name != ? \
-             AND engine LIKE '%MergeTree%' AND name IN (SELECT table FROM system.columns \
-             WHERE database = ? AND name = 'person_hash') ORDER BY name",
-        )
-        .bind(database)
-        .bind(AUDIT_TABLE)
-        .bind(database)
-        .fetch_all::<(String, String)>()
-        .await
-}
-
 /// Erases every row of the people in `hashes`, waiting up to `timeout` per table.
 pub async fn run(
     cfg: &Config,
@@ -99,18 +63,16 @@ pub async fn run(
     timeout: Duration,
     out: &mut impl Write,
 ) -> Result<Report, EraseError> {
-    let ch = &cfg.clickhouse;
-    let err = |source| EraseError::ClickHouse {
-        url: ch.url.clone(),
-        source,
-    };
-    let client = crate::migrate::client(ch).with_database(&ch.database);
+    let ch = ClickHouse::new(&cfg.clickhouse);
     let requested_at = now_secs();
     let request_id = request_id(hashes, requested_at);
     let list = hash_list(hashes);
-    let tables = tables_with_people(&client, &ch.database)
-        .await
-        .map_err(err)?;
+    let tables: Vec<String> = ch
+        .people_tables()
+        .await?
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
     writeln!(
         out,
         "erasure {request_id}: {} person(s), tables {}",
@@ -124,17 +86,17 @@ pub async fn run(
     };
     for table in &tables {
         let done = || summary(&report.removed);
-        let before = counts(&client, table, &list).await.map_err(err)?;
+        let before = counts(&ch, table, &list).await?;
         let rows: u64 = before.iter().map(|c| c.rows).sum();
         write!(out, "  {table}: {rows} rows")?;
         out.flush()?;
         if rows > 0 {
-            let sql = format!("ALTER TABLE `{table}` DELETE WHERE person_hash IN ({list})");
-            client.query(&sql).execute().await.map_err(err)?;
-            if !wait_for_mutations(&client, &ch.database, table, timeout)
-                .await
-                .map_err(err)?
-            {
+            let sql = format!(
+                "ALTER TABLE {} DELETE WHERE person_hash IN ({list})",
+                quote_ident(table)
+            );
+            ch.execute(&sql).await?;
+            if !ch.wait_for_mutations(table, timeout).await? {
                 writeln!(out, " … still deleting")?;
                 return Err(EraseError::Timeout {
                     table: table.clone(),
@@ -143,9 +105,8 @@ pub async fn run(
                 });
             }
         }
-        let after: u64 = counts(&client, table, &list)
-            .await
-            .map_err(err)?
+        let after: u64 = counts(&ch, table, &list)
+            .await?
             .iter()
             .map(|c| c.rows)
             .sum();
@@ -163,9 +124,7 @@ pub async fn run(
             *report.per_person.entry(c.person_hash).or_default() += c.rows;
         }
     }
-    audit(&client, &report, &tables, requested_at)
-        .await
-        .map_err(err)?;
+    audit(&ch, &report, &tables, requested_at).await?;
     let total: u64 = report.removed.values().sum();
     writeln!(
         out,
@@ -174,44 +133,13 @@ pub async fn run(
     Ok(report)
 }
 
-async fn counts(
-    client: &clickhouse::Client,
-    table: &str,
-    list: &str,
-) -> Result<Vec<Count>, clickhouse::error::Error> {
+async fn counts(ch: &ClickHouse, table: &str, list: &str) -> Result<Vec<Count>, ClickHouseError> {
     let sql = format!(
-        "SELECT person_hash, count() AS rows FROM `{table}` WHERE person_hash IN ({list}) \
-         GROUP BY person_hash"
+        "SELECT person_hash, count() AS rows FROM {} WHERE person_hash IN ({list}) \
+         GROUP BY person_hash",
+        quote_ident(table)
     );
-    client.query(&sql).fetch_all().await
-}
-
-/// Polls `system.mutations` until the table has none left to do; false on timeout.
-async fn wait_for_mutations(
-    client: &clickhouse::Client,
-    database: &str,
-    table: &str,
-    timeout: Duration,
-) -> Result<bool, clickhouse::error::Error> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let pending: u64 = client
-            .query(
-                "SELECT count() FROM system.mutations WHERE database = ? AND table = ? \
-                 AND is_done = 0",
-            )
-            .bind(database)
-            .bind(table)
-            .fetch_one()
-            .await?;
-        if pending == 0 {
-            return Ok(true);
-        }
-        if Instant::now() >= deadline {
-            return Ok(false);
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    ch.fetch_all(&sql).await
 }
 
 #[derive(Debug, serde::Serialize, clickhouse::Row)]
@@ -227,14 +155,19 @@ struct AuditRow<'a> {
 }
 
 async fn audit(
-    client: &clickhouse::Client,
+    ch: &ClickHouse,
     report: &Report,
     tables: &[String],
     requested_at: u64,
-) -> Result<(), clickhouse::error::Error> {
+) -> Result<(), ClickHouseError> {
     let tables = tables.join(",");
     let finished_at = now_secs() as u32;
-    let mut insert = client.insert::<AuditRow<'static>>(AUDIT_TABLE).await?;
+    let err = |e| ch.error(e);
+    let mut insert = ch
+        .client()
+        .insert::<AuditRow<'static>>(ERASURE_AUDIT)
+        .await
+        .map_err(err)?;
     for (hash, rows) in &report.per_person {
         insert
             .write(&AuditRow {
@@ -247,18 +180,10 @@ async fn audit(
                 finished_at,
                 outcome: "erased",
             })
-            .await?;
+            .await
+            .map_err(err)?;
     }
-    insert.end().await
-}
-
-/// `'h1', 'h2', …` — hex hashes only, so safe to inline.
-pub fn hash_list(hashes: &[PhoneHash]) -> String {
-    hashes
-        .iter()
-        .map(|h| format!("'{}'", h.to_hex().as_str()))
-        .collect::<Vec<_>>()
-        .join(", ")
+    insert.end().await.map_err(err)
 }
 
 /// A request id that is unique per run and says when it ran: `er-<unix secs>-<16 hex>`.
@@ -290,17 +215,6 @@ fn summary(removed: &BTreeMap<String, u64>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::privacy::Pepper;
-
-    #[test]
-    fn hashes_inline_as_hex_literals_only() {
-        let h = Pepper::new(b"pepper-pepper-pepper").hash_phone("+91 98765 44321");
-        let list = hash_list(&[h, h]);
-        assert_eq!(list.len(), 2 * 66 + 2);
-        assert!(list
-            .chars()
-            .all(|c| c.is_ascii_hexdigit() || matches!(c, '\'' | ',' | ' ')));
-    }
 
     #[test]
     fn request_ids_differ_per_run_and_name_the_time() {

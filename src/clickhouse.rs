@@ -1,0 +1,381 @@
+//! The ClickHouse side every component shares: one client constructor, one way to quote
+//! identifiers and literals, one error type with ClickHouse's error code parsed once, and the
+//! queries of the live schema that several commands read (day partitions, tables that hold
+//! people, pending mutations).
+//!
+//! Invariant: no SQL text built here or by a caller inlines a name or value unquoted; names go
+//! through [`quote_ident`], values through [`quote_literal`] or a bound `?`.
+
+use crate::config::{ClickHouseConfig, WireCompression};
+use crate::model::tables::ERASURE_AUDIT;
+use crate::privacy::PhoneHash;
+use serde::Deserialize;
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+/// Error codes with which ClickHouse says "this data is wrong" rather than "I cannot take it
+/// now" (`src/Common/ErrorCodes.cpp`). Only these lead the sink to bisect and dead-letter;
+/// every other failure is retried, so an unknown error can delay rows but never discard them.
+const CONTENT_ERROR_CODES: &[u32] = &[
+    6,   // CANNOT_PARSE_TEXT
+    26,  // CANNOT_PARSE_QUOTED_STRING
+    27,  // CANNOT_PARSE_INPUT_ASSERTION_FAILED
+    38,  // CANNOT_PARSE_DATE
+    41,  // CANNOT_PARSE_DATETIME
+    53,  // TYPE_MISMATCH
+    69,  // ARGUMENT_OUT_OF_BOUND
+    70,  // CANNOT_CONVERT_TYPE
+    72,  // CANNOT_PARSE_NUMBER
+    117, // INCORRECT_DATA
+    131, // TOO_LARGE_STRING_SIZE
+    321, // VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE
+    395, // FUNCTION_THROW_IF_VALUE_IS_NON_ZERO
+    469, // VIOLATED_CONSTRAINT
+];
+
+/// Codes that mean the schema is not there (yet): UNKNOWN_TABLE, UNKNOWN_DATABASE,
+/// NO_SUCH_COLUMN_IN_TABLE, THERE_IS_NO_COLUMN.
+const MISSING_SCHEMA_CODES: &[u32] = &[60, 81, 16, 8];
+
+/// A failed ClickHouse call, with where it went and ClickHouse's error code when it sent one.
+#[derive(Debug, thiserror::Error)]
+#[error("clickhouse at {url}: {message}{}", if self.is_missing_schema() { " (has `bluetick migrate` run?)" } else { "" })]
+pub struct ClickHouseError {
+    url: String,
+    code: Option<u32>,
+    /// The row failed to serialize on our side: its own fault, never ClickHouse's state.
+    local: bool,
+    message: String,
+}
+
+impl ClickHouseError {
+    pub fn new(url: &str, e: ::clickhouse::error::Error) -> Self {
+        use ::clickhouse::error::Error as E;
+        let local = matches!(
+            e,
+            E::Custom(_) | E::InvalidUtf8Encoding(_) | E::SequenceMustHaveLength
+        );
+        let text = e.to_string();
+        ClickHouseError {
+            url: url.to_string(),
+            code: exception_code(&text),
+            local,
+            message: first_line(&text),
+        }
+    }
+
+    /// ClickHouse's error code (`Code: N` in its answer), if it sent one.
+    pub fn code(&self) -> Option<u32> {
+        self.code
+    }
+
+    /// The rows themselves are wrong: retrying them cannot succeed.
+    pub fn is_content(&self) -> bool {
+        self.local || self.code.is_some_and(|c| CONTENT_ERROR_CODES.contains(&c))
+    }
+
+    /// A table, column or database is missing: the schema was not migrated.
+    pub fn is_missing_schema(&self) -> bool {
+        self.code.is_some_and(|c| MISSING_SCHEMA_CODES.contains(&c))
+    }
+
+    /// The first line of what ClickHouse (or the client) said.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+/// The `N` of `Code: N` in a ClickHouse exception text.
+fn exception_code(text: &str) -> Option<u32> {
+    let rest = &text[text.find("Code: ")? + 6..];
+    let end = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+fn first_line(text: &str) -> String {
+    text.lines()
+        .next()
+        .unwrap_or_default()
+        .chars()
+        .take(500)
+        .collect()
+}
+
+/// A client for `cfg` without a default database. Validation is off because ClickHouse 18.16
+/// rejects the schema-fetching format and setting it relies on.
+pub fn client(cfg: &ClickHouseConfig) -> ::clickhouse::Client {
+    ::clickhouse::Client::default()
+        .with_url(&cfg.url)
+        .with_user(&cfg.user)
+        .with_password(cfg.password.expose())
+        .with_validation(false)
+        .with_compression(match cfg.compression {
+            WireCompression::Lz4 => ::clickhouse::Compression::Lz4,
+            WireCompression::None => ::clickhouse::Compression::None,
+        })
+}
+
+/// Backquoted identifier, so any database or table name is taken literally.
+pub fn quote_ident(name: &str) -> String {
+    format!("`{}`", name.replace('\\', "\\\\").replace('`', "\\`"))
+}
+
+/// Single-quoted string literal with ClickHouse's escapes.
+pub fn quote_literal(value: &str) -> String {
+    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// `'a', 'b', …` for an `IN (…)` list.
+pub fn literal_list<S: AsRef<str>>(values: &[S]) -> String {
+    let mut out = String::with_capacity(values.len() * 68);
+    for (i, v) in values.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        let _ = write!(out, "{}", quote_literal(v.as_ref()));
+    }
+    out
+}
+
+/// Active partitions per table of a database (`?`), with their rows.
+pub const LIST_PARTITIONS_SQL: &str = "SELECT table, partition, sum(rows) AS rows \
+     FROM system.parts WHERE database = ? AND active \
+     GROUP BY table, partition ORDER BY table, partition";
+
+/// `'h1', 'h2', …`: keyed hashes as an `IN (…)` list (hex only, nothing to escape).
+pub fn hash_list(hashes: &[PhoneHash]) -> String {
+    let hex: Vec<_> = hashes.iter().map(|h| h.to_hex()).collect();
+    let texts: Vec<&str> = hex.iter().map(|h| h.as_str()).collect();
+    literal_list(&texts)
+}
+
+/// One database on one server, as the commands use it.
+#[derive(Clone)]
+pub struct ClickHouse {
+    client: ::clickhouse::Client,
+    server: ::clickhouse::Client,
+    url: String,
+    database: String,
+}
+
+/// One day partition of one table, as `system.parts` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, ::clickhouse::Row)]
+pub struct PartitionRow {
+    pub table: String,
+    /// `toYYYYMMDD(ts)` as text, possibly quoted by old servers.
+    pub partition: String,
+    pub rows: u64,
+}
+
+/// A table that holds rows about people (it has a `person_hash` column).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, ::clickhouse::Row)]
+pub struct PeopleTable {
+    pub name: String,
+    pub engine: String,
+}
+
+impl PeopleTable {
+    /// `FINAL` where the engine collapses duplicates, so a row delivered twice reads once.
+    pub fn final_clause(&self) -> &'static str {
+        if self.engine.contains("Replacing") {
+            " FINAL"
+        } else {
+            ""
+        }
+    }
+}
+
+impl ClickHouse {
+    pub fn new(cfg: &ClickHouseConfig) -> Self {
+        let server = client(cfg);
+        ClickHouse {
+            client: server.clone().with_database(&cfg.database),
+            server,
+            url: cfg.url.clone(),
+            database: cfg.database.clone(),
+        }
+    }
+
+    /// The client, in this database.
+    pub fn client(&self) -> &::clickhouse::Client {
+        &self.client
+    }
+
+    /// The client without a default database (to create it).
+    pub fn server(&self) -> &::clickhouse::Client {
+        &self.server
+    }
+
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Wraps a client error with where it happened.
+    pub fn error(&self, e: ::clickhouse::error::Error) -> ClickHouseError {
+        ClickHouseError::new(&self.url, e)
+    }
+
+    /// `` `database`.`table` ``.
+    pub fn table(&self, name: &str) -> String {
+        format!("{}.{}", quote_ident(&self.database), quote_ident(name))
+    }
+
+    /// Runs a statement that returns nothing.
+    pub async fn execute(&self, sql: &str) -> Result<(), ClickHouseError> {
+        self.client
+            .query(sql)
+            .execute()
+            .await
+            .map_err(|e| self.error(e))
+    }
+
+    /// Every row of `sql` as `T`.
+    pub async fn fetch_all<T>(&self, sql: &str) -> Result<Vec<T>, ClickHouseError>
+    where
+        T: ::clickhouse::RowOwned + ::clickhouse::RowRead,
+    {
+        self.client
+            .query(sql)
+            .fetch_all()
+            .await
+            .map_err(|e| self.error(e))
+    }
+
+    /// The answer of `sql` in ClickHouse's `format`, as bytes.
+    pub async fn fetch_bytes(&self, sql: &str, format: &str) -> Result<Vec<u8>, ClickHouseError> {
+        let mut cursor = self
+            .client
+            .query(sql)
+            .fetch_bytes(format)
+            .map_err(|e| self.error(e))?;
+        cursor
+            .collect()
+            .await
+            .map(|b| b.to_vec())
+            .map_err(|e| self.error(e))
+    }
+
+    /// Active partitions of every table of the database, with their rows.
+    pub async fn partitions(&self) -> Result<Vec<PartitionRow>, ClickHouseError> {
+        self.client
+            .query(LIST_PARTITIONS_SQL)
+            .bind(&self.database)
+            .fetch_all()
+            .await
+            .map_err(|e| self.error(e))
+    }
+
+    /// MergeTree tables of the database that have a `person_hash` column, except the erasure
+    /// audit. Read from the live schema, so a table added later is covered without a code
+    /// change; views hold no rows of their own.
+    pub async fn people_tables(&self) -> Result<Vec<PeopleTable>, ClickHouseError> {
+        self.client
+            .query(
+                "SELECT name, engine FROM system.tables WHERE database = ? AND name != ? \
+                 AND engine LIKE '%MergeTree%' AND name IN (SELECT table FROM system.columns \
+                 WHERE database = ? AND name = 'person_hash') ORDER BY name",
+            )
+            .bind(&self.database)
+            .bind(ERASURE_AUDIT)
+            .bind(&self.database)
+            .fetch_all()
+            .await
+            .map_err(|e| self.error(e))
+    }
+
+    /// Column names of `table`, in order (`DESCRIBE`: 18.16's `system.columns` has no
+    /// position column).
+    pub async fn columns(&self, table: &str) -> Result<Vec<String>, ClickHouseError> {
+        let sql = format!("DESCRIBE TABLE {}", quote_ident(table));
+        let bytes = self.fetch_bytes(&sql, "TSV").await?;
+        Ok(String::from_utf8_lossy(&bytes)
+            .lines()
+            .filter_map(|l| l.split('\t').next())
+            .map(str::to_string)
+            .collect())
+    }
+
+    /// Polls `system.mutations` until `table` has none left to do; false once `timeout` passed.
+    pub async fn wait_for_mutations(
+        &self,
+        table: &str,
+        timeout: Duration,
+    ) -> Result<bool, ClickHouseError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let pending: u64 = self
+                .client
+                .query(
+                    "SELECT count() FROM system.mutations WHERE database = ? AND table = ? \
+                     AND is_done = 0",
+                )
+                .bind(&self.database)
+                .bind(table)
+                .fetch_one()
+                .await
+                .map_err(|e| self.error(e))?;
+            if pending == 0 {
+                return Ok(true);
+            }
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ::clickhouse::error::Error as E;
+
+    #[test]
+    fn identifiers_and_literals_are_quoted() {
+        assert_eq!(quote_ident("bluetick"), "`bluetick`");
+        assert_eq!(quote_ident("a`b"), "`a\\`b`");
+        assert_eq!(quote_literal("it's"), "'it\\'s'");
+        assert_eq!(quote_literal("a\\'"), "'a\\\\\\''");
+        assert_eq!(literal_list(&["a", "b"]), "'a', 'b'");
+        assert_eq!(literal_list::<&str>(&[]), "");
+    }
+
+    #[test]
+    fn hashes_inline_as_hex_literals_only() {
+        let h = crate::privacy::Pepper::new(b"pepper-pepper-pepper").hash_phone("+91 98765 44321");
+        let list = hash_list(&[h, h]);
+        assert_eq!(list.len(), 2 * 66 + 2);
+        assert!(list
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() || matches!(c, '\'' | ',' | ' ')));
+    }
+
+    #[test]
+    fn content_errors_are_told_from_outages() {
+        let at = |e| ClickHouseError::new("http://ch", e);
+        let content = at(E::BadResponse(
+            "Code: 395. DB::Exception: Value passed to 'throwIf' function is non zero".into(),
+        ));
+        assert!(content.is_content() && content.message().contains("throwIf"));
+        assert_eq!(content.code(), Some(395));
+        let missing = at(E::BadResponse(
+            "Code: 60. DB::Exception: Table x doesn't exist".into(),
+        ));
+        assert!(!missing.is_content() && missing.is_missing_schema());
+        assert!(
+            missing.to_string().contains("bluetick migrate"),
+            "{missing}"
+        );
+        let timeout = at(E::TimedOut);
+        assert!(!timeout.is_content() && timeout.code().is_none());
+        assert!(at(E::Custom("bad row".into())).is_content());
+        assert_eq!(exception_code("Code: 252, e.displayText() = …"), Some(252));
+        assert_eq!(exception_code("no code"), None);
+    }
+}

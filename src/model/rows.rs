@@ -1,0 +1,295 @@
+//! The ClickHouse rows of the tables in [`super::tables`], one type per table, borrowing from a
+//! decoded [`Event`], and the one mapping from an event to its table and row.
+//!
+//! Invariant: the fields of each row type are the table's columns in `schemas/clickhouse/`
+//! order (RowBinary is positional); a row holds nothing its event did not, so the privacy
+//! promises of [`Event`] carry over to the tables unchanged.
+
+use super::tables::Table;
+use super::{Event, EventId, EventKind, SecurityEvent};
+use crate::privacy::PhoneHash;
+use serde::{Serialize, Serializer};
+use std::borrow::Cow;
+
+impl EventKind {
+    /// The table an event of this kind is stored in.
+    pub fn table(self) -> Table {
+        match self {
+            EventKind::Status => Table::MessageStatus,
+            EventKind::Message => Table::InboundMessage,
+            _ => Table::AccountEvent,
+        }
+    }
+}
+
+/// A string column that is empty where the event has no value.
+fn s<'a>(v: &'a Option<Cow<'_, str>>) -> &'a str {
+    v.as_deref().unwrap_or_default()
+}
+
+/// Event times are bounded by the sink (a day past its clock at most) before they become rows,
+/// so the cast keeps every real value; anything larger saturates instead of wrapping.
+fn secs(ts: u64) -> u32 {
+    u32::try_from(ts).unwrap_or(u32::MAX)
+}
+
+/// An error code out of `Int32`'s range stays visible as `i32::MIN` rather than wrapping into
+/// a plausible code.
+fn error_code(e: &Event<'_>) -> i32 {
+    e.error_code
+        .map_or(0, |c| i32::try_from(c).unwrap_or(i32::MIN))
+}
+
+/// The hash column: hex, or empty for events without a person.
+#[derive(Debug, Clone, Copy)]
+pub struct HashCol(pub Option<PhoneHash>);
+
+impl Serialize for HashCol {
+    fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        match &self.0 {
+            Some(h) => h.serialize(ser),
+            None => ser.serialize_str(""),
+        }
+    }
+}
+
+#[derive(Debug, clickhouse::Row, Serialize)]
+pub struct StatusRow<'a> {
+    pub event_id: EventId,
+    pub ts: u32,
+    pub received_ms: u64,
+    pub waba_id: &'a str,
+    pub phone_number_id: &'a str,
+    pub display_phone_number: &'a str,
+    pub message_id: &'a str,
+    pub status: &'a str,
+    pub person_masked: &'a str,
+    pub person_hash: HashCol,
+    pub conversation_id: &'a str,
+    pub conversation_origin: &'a str,
+    pub conversation_expiration_ts: u32,
+    pub pricing_model: &'a str,
+    pub pricing_category: &'a str,
+    pub pricing_type: &'a str,
+    pub billable: u8,
+    pub error_code: i32,
+    pub error_title: &'a str,
+}
+
+impl<'a> From<&'a Event<'_>> for StatusRow<'a> {
+    fn from(e: &'a Event<'_>) -> Self {
+        StatusRow {
+            event_id: e.id,
+            ts: secs(e.ts),
+            received_ms: e.received_ms,
+            waba_id: &e.waba_id,
+            phone_number_id: s(&e.phone_number_id),
+            display_phone_number: s(&e.display_phone_number),
+            message_id: s(&e.message_id),
+            status: s(&e.status),
+            person_masked: e.person_masked.as_ref().map_or("", |m| m.as_str()),
+            person_hash: HashCol(e.person_hash),
+            conversation_id: s(&e.conversation_id),
+            conversation_origin: s(&e.conversation_origin),
+            conversation_expiration_ts: e.conversation_expiration_ts.map_or(0, secs),
+            pricing_model: s(&e.pricing_model),
+            pricing_category: s(&e.pricing_category),
+            pricing_type: s(&e.pricing_type),
+            billable: u8::from(e.billable.unwrap_or(false)),
+            error_code: error_code(e),
+            error_title: s(&e.error_title),
+        }
+    }
+}
+
+#[derive(Debug, clickhouse::Row, Serialize)]
+pub struct InboundRow<'a> {
+    pub event_id: EventId,
+    pub ts: u32,
+    pub received_ms: u64,
+    pub waba_id: &'a str,
+    pub phone_number_id: &'a str,
+    pub message_id: &'a str,
+    pub message_type: &'a str,
+    pub person_masked: &'a str,
+    pub person_hash: HashCol,
+    pub context_message_id: &'a str,
+    pub forwarded: u8,
+    pub from_ad: u8,
+    pub error_code: i32,
+    pub error_title: &'a str,
+}
+
+impl<'a> From<&'a Event<'_>> for InboundRow<'a> {
+    fn from(e: &'a Event<'_>) -> Self {
+        InboundRow {
+            event_id: e.id,
+            ts: secs(e.ts),
+            received_ms: e.received_ms,
+            waba_id: &e.waba_id,
+            phone_number_id: s(&e.phone_number_id),
+            message_id: s(&e.message_id),
+            message_type: s(&e.message_type),
+            person_masked: e.person_masked.as_ref().map_or("", |m| m.as_str()),
+            person_hash: HashCol(e.person_hash),
+            context_message_id: s(&e.context_message_id),
+            forwarded: u8::from(e.forwarded.unwrap_or(false)),
+            from_ad: u8::from(e.from_ad.unwrap_or(false)),
+            error_code: error_code(e),
+            error_title: s(&e.error_title),
+        }
+    }
+}
+
+#[derive(Debug, clickhouse::Row, Serialize)]
+pub struct AccountRow<'a> {
+    pub event_id: EventId,
+    pub ts: u32,
+    pub received_ms: u64,
+    pub kind: &'a str,
+    pub field: &'a str,
+    pub waba_id: &'a str,
+    pub phone_number_id: &'a str,
+    pub display_phone_number: &'a str,
+    pub template_id: &'a str,
+    pub template_name: &'a str,
+    pub template_language: &'a str,
+    pub update_event: &'a str,
+    pub reason: &'a str,
+    pub previous_quality: &'a str,
+    pub new_quality: &'a str,
+    pub current_limit: &'a str,
+    pub error_code: i32,
+    pub error_title: &'a str,
+}
+
+impl<'a> From<&'a Event<'_>> for AccountRow<'a> {
+    fn from(e: &'a Event<'_>) -> Self {
+        AccountRow {
+            event_id: e.id,
+            ts: secs(e.ts),
+            received_ms: e.received_ms,
+            kind: e.kind.as_str(),
+            field: &e.field,
+            waba_id: &e.waba_id,
+            phone_number_id: s(&e.phone_number_id),
+            display_phone_number: s(&e.display_phone_number),
+            template_id: s(&e.template_id),
+            template_name: s(&e.template_name),
+            template_language: s(&e.template_language),
+            update_event: s(&e.update_event),
+            reason: s(&e.reason),
+            previous_quality: s(&e.previous_quality),
+            new_quality: s(&e.new_quality),
+            current_limit: s(&e.current_limit),
+            error_code: error_code(e),
+            error_title: s(&e.error_title),
+        }
+    }
+}
+
+#[derive(Debug, clickhouse::Row, Serialize)]
+pub struct SecurityRow<'a> {
+    pub ts: u32,
+    pub received_ms: u64,
+    pub source_ip: &'a str,
+    pub reason: &'a str,
+    pub route: &'a str,
+}
+
+impl<'a> From<&'a SecurityEvent<'_>> for SecurityRow<'a> {
+    /// A security event's time is its receipt time.
+    fn from(e: &'a SecurityEvent<'_>) -> Self {
+        SecurityRow {
+            ts: secs(e.received_ms / 1000),
+            received_ms: e.received_ms,
+            source_ip: &e.source_ip,
+            reason: &e.reason,
+            route: &e.route,
+        }
+    }
+}
+
+/// A row type of one table. `Owned` names the same struct for the `clickhouse` crate's
+/// `insert::<T>()`; `as_value` hands it the borrowed row as is.
+pub trait TableRow<'a>: Serialize + Send + Sync {
+    type Owned: clickhouse::RowWrite;
+    const TABLE: Table;
+    fn as_value(&self) -> &<Self::Owned as clickhouse::Row>::Value<'a>;
+    fn ts(&self) -> u32;
+    fn received_ms(&self) -> u64;
+}
+
+macro_rules! table_row {
+    ($($row:ident => $table:expr),*) => {$(
+        impl<'a> TableRow<'a> for $row<'a> {
+            type Owned = $row<'static>;
+            const TABLE: Table = $table;
+            fn as_value(&self) -> &$row<'a> {
+                self
+            }
+            fn ts(&self) -> u32 {
+                self.ts
+            }
+            fn received_ms(&self) -> u64 {
+                self.received_ms
+            }
+        }
+    )*};
+}
+table_row!(
+    StatusRow => Table::MessageStatus,
+    InboundRow => Table::InboundMessage,
+    AccountRow => Table::AccountEvent,
+    SecurityRow => Table::SecurityEvent
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::privacy::{Pepper, Person};
+
+    fn status() -> Event<'static> {
+        let person = Person::protect(&Pepper::new(b"pepper-pepper-pepper"), "919876544321");
+        Event {
+            v: 1,
+            id: EventId(9),
+            kind: EventKind::Status,
+            ts: 1_795_521_600,
+            waba_id: "w".into(),
+            field: "messages".into(),
+            message_id: Some("m".into()),
+            status: Some("read".into()),
+            person_masked: Some(person.masked),
+            person_hash: Some(person.hash),
+            billable: Some(true),
+            error_code: Some(1 << 40),
+            ..Event::default()
+        }
+    }
+
+    #[test]
+    fn kinds_map_to_their_tables() {
+        assert_eq!(EventKind::Status.table(), Table::MessageStatus);
+        assert_eq!(EventKind::Message.table(), Table::InboundMessage);
+        for k in EventKind::ALL {
+            assert_ne!(k.table(), Table::SecurityEvent, "{k:?}");
+        }
+    }
+
+    #[test]
+    fn rows_copy_their_event_and_mark_what_does_not_fit() {
+        let e = status();
+        let row = StatusRow::from(&e);
+        assert_eq!(row.person_masked, "91XXXXXX4321");
+        assert_eq!(row.billable, 1);
+        assert_eq!(row.error_code, i32::MIN, "out of range is visible");
+        assert_eq!(
+            (row.ts, row.message_id, row.status),
+            (1_795_521_600, "m", "read")
+        );
+        let account = AccountRow::from(&e);
+        assert_eq!(account.kind, "status");
+        assert_eq!(account.template_id, "");
+    }
+}
