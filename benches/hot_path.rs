@@ -29,8 +29,10 @@ fn payloads() -> Vec<(&'static str, Vec<u8>)> {
 fn hot_path(c: &mut Criterion) {
     let verifier = Verifier::new(SECRET, b"");
     let pepper = Pepper::new(b"bench-pepper-0123456789");
+    let id_key = bluetick::privacy::IdKey::new(b"bench-id-key-0123456789");
     let ctx = SplitContext {
         pepper: &pepper,
+        id_key: &id_key,
         received_ms: 1,
     };
     for (name, body) in payloads() {

@@ -23,8 +23,10 @@ fn records(rows: usize) -> Vec<Vec<u8>> {
     let mut body = statuses(rows);
     let hook = parse::parse(&mut body).expect("bench body parses");
     let pepper = Pepper::new(b"bench-pepper-0123456789");
+    let id_key = bluetick::privacy::IdKey::new(b"bench-id-key-0123456789");
     let ctx = SplitContext {
         pepper: &pepper,
+        id_key: &id_key,
         received_ms: NOW * 1000,
     };
     let mut out = Vec::new();
@@ -53,14 +55,17 @@ fn sink_path(c: &mut Criterion) {
     let mut batch = Batch::new();
     let mut spare_events = Vec::new();
     let mut spare_rows = Rows::default();
+    let id_key = bluetick::privacy::IdKey::new(b"bench-id-key-0123456789");
+    let erased = bluetick::sink::erased::Erased::default();
     g.bench_function("push_decode_route", |b| {
         b.iter(|| {
             batch.clear();
             for (offset, record) in records.iter().enumerate() {
                 batch.push(Source::Events, 0, offset as i64, record);
             }
-            let decoded = batch.decode_into(std::mem::take(&mut spare_events));
-            let routed = Rows::route_into(&decoded, &window, std::mem::take(&mut spare_rows));
+            let decoded = batch.decode_into(std::mem::take(&mut spare_events), &id_key);
+            let routed =
+                Rows::route_into(&decoded, &window, &erased, std::mem::take(&mut spare_rows));
             assert_eq!(routed.status.len(), rows);
             spare_rows = routed.recycled();
             spare_events = bluetick::sink::batch::recycle(decoded.events);

@@ -27,7 +27,10 @@ RUN = os.path.join(ROOT, ".run/bench")
 CH = os.environ.get("BLUETICK_CLICKHOUSE_URL", "http://127.0.0.1:8123")
 REAL_BROKER = os.environ.get("BLUETICK_KAFKA_BROKERS", "127.0.0.1:9092")
 FAST_BROKER = "127.0.0.1:19092"
-SECRET = "bench-secret"
+# Random per run: bluetick refuses placeholder secrets.
+SECRET = os.urandom(20).hex()
+PEPPER = os.urandom(20).hex()
+ID_KEY = os.urandom(20).hex()
 STEP_SECS = int(os.environ.get("STEP_SECS", "4"))
 P99_MS = float(os.environ.get("P99_MS", "50"))
 SOAK_SECS = int(os.environ.get("SOAK_SECS", "60"))
@@ -135,7 +138,7 @@ def metric(url, name):
 def env_for(tag, broker, listen="127.0.0.1:18080"):
     return {
         "BLUETICK_APP_SECRET": SECRET, "BLUETICK_VERIFY_TOKEN": "bench",
-        "BLUETICK_PEPPER": "bench-pepper-0123456789", "BLUETICK_KAFKA_BROKERS": broker,
+        "BLUETICK_PEPPER": PEPPER, "BLUETICK_ID_KEY": ID_KEY, "BLUETICK_KAFKA_BROKERS": broker,
         "BLUETICK_KAFKA_EVENTS_TOPIC": f"{tag}.events", "BLUETICK_KAFKA_SECURITY_TOPIC": f"{tag}.security",
         "BLUETICK_KAFKA_DEAD_LETTER_TOPIC": f"{tag}.dlq", "BLUETICK_CLICKHOUSE_URL": CH,
         "BLUETICK_CLICKHOUSE_DATABASE": f"bench_{tag}", "BLUETICK_LISTEN": listen,
@@ -311,7 +314,8 @@ def real_pipeline():
     half_rate = max(1, best["rate"] / 2)
     say(f"   {half_rate:.0f} req/s for 30 s with end-to-end probes")
     c_ing, c_sink = cpu(ingest.pid), cpu(sink.pid)
-    e = run(url, "mixed", half_rate, 30, ["--probes", "60", "--clickhouse-url", CH, "--database", db])
+    e = run(url, "mixed", half_rate, 30, ["--probes", "60", "--clickhouse-url", CH, "--database", db,
+                                           "--id-key", ID_KEY])
     c_ing, c_sink = cpu(ingest.pid) - c_ing, cpu(sink.pid) - c_sink
     stop(sink)
 

@@ -9,7 +9,10 @@ cd "$(dirname "$0")/.."
 RUN=.run/render
 CACHE=${BLUETICK_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/bluetick}
 mkdir -p "$RUN"
-export BLUETICK_APP_SECRET=${BLUETICK_APP_SECRET:-demo-app-secret}
+# The demo's secrets (scripts/up.sh generated them).
+while IFS='=' read -r name value; do
+  [ -n "${!name:-}" ] || export "$name=$value"
+done <.run/secrets.env
 CH=${BLUETICK_CLICKHOUSE_URL:-http://127.0.0.1:8123}
 DB=${BLUETICK_CLICKHOUSE_DATABASE:-bluetick}
 curl -fs http://127.0.0.1:8080/healthz >/dev/null || { echo "start the pipeline first: scripts/up.sh"; exit 1; }

@@ -11,10 +11,22 @@ cd "$(dirname "$0")/.."
 RUN=.run
 mkdir -p "$RUN"
 
+# Secrets: random ones, generated once into the run folder (owner-only) and reused by later
+# runs, so stored hashes stay comparable; bluetick refuses placeholders. Values already in the
+# environment win.
+SECRETS=$RUN/secrets.env
+if [ ! -f "$SECRETS" ]; then
+  (umask 077; {
+    echo "BLUETICK_APP_SECRET=$(openssl rand -hex 32)"
+    echo "BLUETICK_VERIFY_TOKEN=$(openssl rand -hex 16)"
+    echo "BLUETICK_PEPPER=$(openssl rand -hex 32)"
+    echo "BLUETICK_ID_KEY=$(openssl rand -hex 32)"
+  } >"$SECRETS")
+fi
+while IFS='=' read -r name value; do
+  [ -n "${!name:-}" ] || export "$name=$value"
+done <"$SECRETS"
 export BLUETICK_LISTEN=${BLUETICK_LISTEN:-127.0.0.1:8080}
-export BLUETICK_APP_SECRET=${BLUETICK_APP_SECRET:-demo-app-secret}
-export BLUETICK_VERIFY_TOKEN=${BLUETICK_VERIFY_TOKEN:-demo-verify-token}
-export BLUETICK_PEPPER=${BLUETICK_PEPPER:-demo-pepper-change-me-in-production}
 export BLUETICK_KAFKA_BROKERS=${BLUETICK_KAFKA_BROKERS:-127.0.0.1:9092}
 export BLUETICK_CLICKHOUSE_URL=${BLUETICK_CLICKHOUSE_URL:-http://127.0.0.1:8123}
 export BLUETICK_CLICKHOUSE_DATABASE=${BLUETICK_CLICKHOUSE_DATABASE:-bluetick}
@@ -78,7 +90,7 @@ DEMO_RATE=${DEMO_RATE:-200}
 DEMO_SECONDS=${DEMO_SECONDS:-10}
 echo "== load generator: mixed webhooks at $DEMO_RATE/s for $DEMO_SECONDS s (open loop), with end-to-end probes"
 target/debug/bluetick-load run --url "$URL/webhook" --rate "$DEMO_RATE" --duration "$DEMO_SECONDS" \
-  --probes 20 --clickhouse-url "$BLUETICK_CLICKHOUSE_URL" --database "$DB" 2>/dev/null | sed 's/^/   /'
+  --probes 20 --clickhouse-url "$BLUETICK_CLICKHOUSE_URL" --database "$DB" --id-key "$BLUETICK_ID_KEY" 2>/dev/null | sed 's/^/   /'
 
 echo "== events acked by the broker, by kind (from $URL/metrics)"
 curl -s "$URL/metrics" | grep -E '^bluetick_ingest_events_total' | sed 's/^/   /'

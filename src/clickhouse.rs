@@ -7,8 +7,8 @@
 //! through [`quote_ident`], values through [`quote_literal`] or a bound `?`.
 
 use crate::config::{ClickHouseConfig, WireCompression};
-use crate::model::tables::ERASURE_AUDIT;
-use crate::privacy::PhoneHash;
+use crate::model::tables::{ERASURE_AUDIT, PERSON_COLUMNS};
+use crate::privacy::PersonHash;
 use serde::Deserialize;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -145,7 +145,7 @@ pub const LIST_PARTITIONS_SQL: &str = "SELECT table, partition, sum(rows) AS row
      GROUP BY table, partition ORDER BY table, partition";
 
 /// `'h1', 'h2', …`: keyed hashes as an `IN (…)` list (hex only, nothing to escape).
-pub fn hash_list(hashes: &[PhoneHash]) -> String {
+pub fn hash_list(hashes: &[PersonHash]) -> String {
     let hex: Vec<_> = hashes.iter().map(|h| h.to_hex()).collect();
     let texts: Vec<&str> = hex.iter().map(|h| h.as_str()).collect();
     literal_list(&texts)
@@ -170,13 +170,30 @@ pub struct PartitionRow {
 }
 
 /// A table that holds rows about people (it has a `person_hash` column).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, ::clickhouse::Row)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeopleTable {
     pub name: String,
     pub engine: String,
+    /// Which of [`PERSON_COLUMNS`] it has, in that order.
+    pub columns: Vec<&'static str>,
 }
 
+/// Identifiers per query in [`PeopleTable::any_of`] lists: three lists of 1,000 hashes stay
+/// under ClickHouse's default `max_query_size` (256 KiB).
+pub const IDENTIFIERS_PER_QUERY: usize = 1_000;
+
 impl PeopleTable {
+    /// `(person_hash IN (…) OR user_hash IN (…) …)` over the identifier columns it has;
+    /// `set` is a literal list or a subquery.
+    pub fn any_of(&self, set: &str) -> String {
+        let terms: Vec<String> = self
+            .columns
+            .iter()
+            .map(|c| format!("{c} IN ({set})"))
+            .collect();
+        format!("({})", terms.join(" OR "))
+    }
+
     /// `FINAL` where the engine collapses duplicates, so a row delivered twice reads once.
     pub fn final_clause(&self) -> &'static str {
         if self.engine.contains("Replacing") {
@@ -272,10 +289,11 @@ impl ClickHouse {
     }
 
     /// MergeTree tables of the database that have a `person_hash` column, except the erasure
-    /// audit. Read from the live schema, so a table added later is covered without a code
-    /// change; views hold no rows of their own.
+    /// audit, with the identifier columns each has. Read from the live schema, so a table
+    /// added later is covered without a code change; views hold no rows of their own.
     pub async fn people_tables(&self) -> Result<Vec<PeopleTable>, ClickHouseError> {
-        self.client
+        let tables: Vec<(String, String)> = self
+            .client
             .query(
                 "SELECT name, engine FROM system.tables WHERE database = ? AND name != ? \
                  AND engine LIKE '%MergeTree%' AND name IN (SELECT table FROM system.columns \
@@ -286,7 +304,60 @@ impl ClickHouse {
             .bind(&self.database)
             .fetch_all()
             .await
-            .map_err(|e| self.error(e))
+            .map_err(|e| self.error(e))?;
+        let sql = format!(
+            "SELECT table, name FROM system.columns WHERE database = ? AND name IN ({})",
+            literal_list(&PERSON_COLUMNS)
+        );
+        let columns: Vec<(String, String)> = self
+            .client
+            .query(&sql)
+            .bind(&self.database)
+            .fetch_all()
+            .await
+            .map_err(|e| self.error(e))?;
+        Ok(tables
+            .into_iter()
+            .map(|(name, engine)| PeopleTable {
+                columns: PERSON_COLUMNS
+                    .into_iter()
+                    .filter(|c| columns.iter().any(|(t, n)| *t == name && n == c))
+                    .collect(),
+                name,
+                engine,
+            })
+            .collect())
+    }
+
+    /// Every identifier hash linked to `start` in `tables`: a row that carries one of a
+    /// person's identifiers names the others it carries (a number with a user id, a user id
+    /// with its parent), so the set grows until no row adds one. That is how rows that carry
+    /// only a user id are found from a phone number, and the reverse.
+    pub async fn linked_identifiers(
+        &self,
+        tables: &[PeopleTable],
+        start: &[PersonHash],
+    ) -> Result<Vec<PersonHash>, ClickHouseError> {
+        let mut known: std::collections::BTreeSet<PersonHash> = start.iter().copied().collect();
+        let mut frontier: Vec<PersonHash> = known.iter().copied().collect();
+        while !frontier.is_empty() {
+            let mut found = Vec::new();
+            for table in tables.iter().filter(|t| t.columns.len() > 1) {
+                for chunk in frontier.chunks(IDENTIFIERS_PER_QUERY) {
+                    let sql = format!(
+                        "SELECT DISTINCT h FROM (SELECT arrayJoin([{}]) AS h FROM {} WHERE {}) \
+                         WHERE h != ''",
+                        table.columns.join(", "),
+                        quote_ident(&table.name),
+                        table.any_of(&hash_list(chunk))
+                    );
+                    let hashes: Vec<String> = self.fetch_all(&sql).await?;
+                    found.extend(hashes.iter().filter_map(|h| PersonHash::from_hex(h)));
+                }
+            }
+            frontier = found.into_iter().filter(|h| known.insert(*h)).collect();
+        }
+        Ok(known.into_iter().collect())
     }
 
     /// Column names of `table`, in order (`DESCRIBE`: 18.16's `system.columns` has no

@@ -27,6 +27,8 @@ pub const ALIASES: &[(&str, &str, &str)] = &[
         "privacy",
         "pepper_previous_file",
     ),
+    ("BLUETICK_ID_KEY", "privacy", "id_key"),
+    ("BLUETICK_ID_KEY_FILE", "privacy", "id_key_file"),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -146,6 +148,13 @@ pub struct PrivacyConfig {
     /// one until they age out, so `erase`/`export --previous-pepper` search with both.
     pub pepper_previous: Secret,
     pub pepper_previous_file: String,
+    /// Key of the pseudonyms that replace Meta's message, call and group ids (which carry
+    /// phone numbers). Separate from the pepper: a BSP may hand it to the systems that join
+    /// bluetick's rows with its send log, which must never learn the pepper. Prefer
+    /// `id_key_file`.
+    pub id_key: Secret,
+    /// File holding the id key; wins over `id_key`.
+    pub id_key_file: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -160,6 +169,14 @@ pub struct KafkaConfig {
     /// Partitions of topics bluetick creates; sink replicas scale up to this.
     pub partitions: i32,
     pub replication_factor: i32,
+    /// `min.insync.replicas` of bluetick's topics when replicated (replication_factor > 1):
+    /// with `acks=all`, a write is acked once this many replicas have it.
+    pub min_insync_replicas: i32,
+    /// `retention.ms` of the events and security topics. Kafka is transit, not storage: a
+    /// few days covers a sink outage over a weekend; ClickHouse is the store of record.
+    pub retention_ms: u64,
+    /// `retention.ms` of the dead-letter topic; no longer than `retention_ms`.
+    pub dead_letter_retention_ms: u64,
     /// Create missing topics at start (production clusters often forbid auto-creation).
     pub create_topics: bool,
     /// `zstd`, `lz4`, `snappy`, `gzip` or `none`.
@@ -191,6 +208,9 @@ impl Default for KafkaConfig {
             dead_letter_topic: "bluetick.dead-letter.v1".into(),
             partitions: 6,
             replication_factor: 1,
+            min_insync_replicas: 1,
+            retention_ms: 3 * 24 * 3_600_000,
+            dead_letter_retention_ms: 3 * 24 * 3_600_000,
             create_topics: true,
             compression: "zstd".into(),
             compression_level: 1,
@@ -291,6 +311,10 @@ pub struct RetentionConfig {
     pub account_event_basis: String,
     pub security_event_days: u32,
     pub security_event_basis: String,
+    /// The record of erasures: kept longer than any data table (it is also the list the
+    /// sinks check, which must outlive every event old enough to be stored).
+    pub erasure_audit_days: u32,
+    pub erasure_audit_basis: String,
 }
 
 impl Default for RetentionConfig {
@@ -311,6 +335,11 @@ impl Default for RetentionConfig {
             security_event_days: 180,
             security_event_basis: "security log: refused requests with source IP, reason \
                 and time (legitimate interest: fraud and abuse prevention)"
+                .into(),
+            erasure_audit_days: 1095,
+            erasure_audit_basis: "record of erasures carried out: request id, keyed hashes, \
+                tables, rows removed, times (legal obligation: accountability for data subject \
+                requests)"
                 .into(),
         }
     }
@@ -338,7 +367,53 @@ impl Config {
             .map_err(|e: toml::de::Error| {
                 ConfigError::Shape(e.to_string().trim_end().replace('\n', " "))
             })?;
+        cfg.check_kafka()?;
+        cfg.check_retention()?;
         Ok(cfg)
+    }
+
+    /// Checks that the retention settings agree with each other.
+    pub fn check_retention(&self) -> Result<(), ConfigError> {
+        let r = &self.retention;
+        let longest = [
+            r.message_status_days,
+            r.inbound_message_days,
+            r.account_event_days,
+            r.security_event_days,
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(0);
+        if r.erasure_audit_days < longest {
+            return Err(ConfigError::Invalid {
+                key: "retention.erasure_audit_days",
+                reason: format!(
+                    "must be at least the longest table retention ({longest} days): sinks keep erased people out for as long as their events could still be stored"
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks that the Kafka settings agree with each other.
+    pub fn check_kafka(&self) -> Result<(), ConfigError> {
+        let k = &self.kafka;
+        if k.dead_letter_retention_ms > k.retention_ms {
+            return Err(ConfigError::Invalid {
+                key: "kafka.dead_letter_retention_ms",
+                reason:
+                    "must not exceed kafka.retention_ms: dead letters live no longer than events"
+                        .into(),
+            });
+        }
+        if k.replication_factor > 1 && !(1..=k.replication_factor).contains(&k.min_insync_replicas)
+        {
+            return Err(ConfigError::Invalid {
+                key: "kafka.min_insync_replicas",
+                reason: "must be between 1 and kafka.replication_factor".into(),
+            });
+        }
+        Ok(())
     }
 
     /// Checks what `bluetick ingest` needs, naming the first missing key.
@@ -346,6 +421,14 @@ impl Config {
         let i = &self.ingest;
         if i.app_secret.is_empty() {
             return Err(missing("ingest.app_secret", "BLUETICK_APP_SECRET"));
+        }
+        refuse_weak(&i.app_secret, "ingest.app_secret", "BLUETICK_APP_SECRET")?;
+        if !i.app_secret_previous.is_empty() {
+            refuse_weak(
+                &i.app_secret_previous,
+                "ingest.app_secret_previous",
+                "BLUETICK_APP_SECRET_PREVIOUS",
+            )?;
         }
         if i.verify_token.is_empty() {
             return Err(missing("ingest.verify_token", "BLUETICK_VERIFY_TOKEN"));
@@ -376,6 +459,17 @@ impl Config {
         )
     }
 
+    /// The key of Meta ids' pseudonyms, from `privacy.id_key_file` or `privacy.id_key`.
+    pub fn id_key(&self) -> Result<Secret, ConfigError> {
+        let p = &self.privacy;
+        read_key(
+            &p.id_key,
+            &p.id_key_file,
+            "privacy.id_key",
+            "BLUETICK_ID_KEY",
+        )
+    }
+
     /// The pepper before the last rotation (`privacy.pepper_previous[_file]`).
     pub fn previous_pepper(&self) -> Result<Secret, ConfigError> {
         let p = &self.privacy;
@@ -388,7 +482,8 @@ impl Config {
     }
 }
 
-/// A key given inline or, winning over it, in a file (trailing newline ignored); 16+ bytes.
+/// A key given inline or, winning over it, in a file (trailing newline ignored); refused if
+/// missing or weak.
 fn read_key(
     value: &Secret,
     file: &str,
@@ -404,13 +499,66 @@ fn read_key(
         })?;
         Secret(text.trim_end_matches(['\r', '\n']).to_string())
     };
-    if secret.0.len() < 16 {
+    if secret.is_empty() {
         return Err(ConfigError::Invalid {
             key,
-            reason: format!("set {var} or {var}_FILE to a secret of 16+ bytes"),
+            reason: format!("required; set {var} or {var}_FILE (e.g. `openssl rand -hex 32`)"),
         });
     }
+    refuse_weak(&secret, key, var)?;
     Ok(secret)
+}
+
+/// Words that mark a value as a placeholder someone forgot to replace (the example files',
+/// the demo's, the docs').
+const PLACEHOLDER_WORDS: &[&str] = &[
+    "change",
+    "example",
+    "placeholder",
+    "replace",
+    "secret",
+    "password",
+    "passwd",
+    "demo",
+    "test",
+    "dummy",
+    "sample",
+    "default",
+    "todo",
+    "xxxx",
+    "pepper",
+    "insert",
+    "your",
+];
+
+/// Why `secret` is too weak to run with, if it is: short, a placeholder, or too few distinct
+/// characters to be random. Never says what the value is.
+pub fn weakness(secret: &str) -> Option<&'static str> {
+    if secret.len() < 16 {
+        return Some("is shorter than 16 bytes");
+    }
+    let lower = secret.to_ascii_lowercase();
+    if PLACEHOLDER_WORDS.iter().any(|w| lower.contains(w)) {
+        return Some("looks like a placeholder, not a random value");
+    }
+    let mut seen = [false; 256];
+    secret.bytes().for_each(|b| seen[usize::from(b)] = true);
+    if seen.iter().filter(|s| **s).count() < 8 {
+        return Some("has fewer than 8 distinct characters");
+    }
+    None
+}
+
+fn refuse_weak(secret: &Secret, key: &'static str, var: &str) -> Result<(), ConfigError> {
+    match weakness(secret.expose()) {
+        None => Ok(()),
+        Some(why) => Err(ConfigError::Invalid {
+            key,
+            reason: format!(
+                "the value {why}; set {var} to a random secret of 16+ bytes (e.g. `openssl rand -hex 32`)"
+            ),
+        }),
+    }
 }
 
 fn missing(key: &'static str, var: &str) -> ConfigError {
@@ -527,9 +675,10 @@ mod tests {
         let cfg = Config::load_with(
             None,
             env(&[
-                ("BLUETICK_APP_SECRET", "s3cret"),
+                ("BLUETICK_APP_SECRET", "f3a9c1d07b2e4856a1c9"),
                 ("BLUETICK_VERIFY_TOKEN", "tok"),
                 ("BLUETICK_PEPPER", "0123456789abcdef"),
+                ("BLUETICK_ID_KEY", "9d8c7b6a5f4e3d2c1b0a"),
                 ("BLUETICK_KAFKA_BROKERS", "k1:9092,k2:9092"),
                 ("BLUETICK_INGEST_MAX_BODY_BYTES", "1024"),
             ]),
@@ -540,6 +689,41 @@ mod tests {
         assert_eq!(cfg.ingest.max_body_bytes, 1024);
         assert_eq!(cfg.kafka.events_topic, "bluetick.events.v1");
         assert!(cfg.pepper().is_ok());
+        assert!(cfg.id_key().is_ok());
+    }
+
+    /// The example files' and the demo's values, and anything short or repetitive, stop the
+    /// start; the message names the key and never the value.
+    #[test]
+    fn weak_secrets_are_refused_without_echoing_them() {
+        for weak in [
+            "replace-with-the-meta-app-secret",
+            "demo-pepper-change-me-in-production",
+            "test-app-secret-0123",
+            "aaaaaaaabbbbbbbbcccc",
+            "k9Q",
+        ] {
+            let cfg = Config::load_with(
+                None,
+                env(&[
+                    ("BLUETICK_APP_SECRET", weak),
+                    ("BLUETICK_VERIFY_TOKEN", "tok"),
+                    ("BLUETICK_PEPPER", weak),
+                    ("BLUETICK_ID_KEY", weak),
+                ]),
+            )
+            .expect("loads");
+            for (e, key) in [
+                (cfg.check_ingest().expect_err(weak), "ingest.app_secret"),
+                (cfg.pepper().expect_err(weak), "privacy.pepper"),
+                (cfg.id_key().expect_err(weak), "privacy.id_key"),
+            ] {
+                let text = e.to_string();
+                assert!(text.contains(key), "{text}");
+                assert!(!text.contains(weak), "echoes the secret: {text}");
+            }
+        }
+        assert_eq!(weakness("3f9a0c7d1e2b4a6f8c0d2e4f6a8b0c1d"), None);
     }
 
     #[test]

@@ -1,18 +1,19 @@
-//! `bluetick erase`: deletes every row held about one or more people, found by their keyed
-//! hash, proves none is left, and records that it did.
+//! `bluetick erase`: deletes every row held about one or more people, found under every
+//! identifier Meta gave for them, proves none is left, and records that it did.
 //!
-//! Which tables hold people is read from the live schema ([`ClickHouse::people_tables`]), so
-//! a table added later is erased too without a code change. Steps per table: count the rows, `ALTER TABLE … DELETE` (a
-//! mutation: ClickHouse rewrites the affected parts), wait for the mutation, count again. Then
-//! one audit row per person in `erasure_audit`. Running it again is harmless: nothing left to
-//! delete, and a new audit row says so.
+//! Steps: find the tables that hold people ([`ClickHouse::people_tables`], from the live
+//! schema) and every identifier linked to the ones given; write one `erasure_audit` row per
+//! identifier (outcome `requested`) — from then on the sink drops that person's older events,
+//! whatever it reads; per table count the rows, `ALTER TABLE … DELETE` them (a mutation whose
+//! list is a subquery on those audit rows, so lists of any length work), wait for ClickHouse,
+//! count again; wait a little for rows a sink had in hand, and delete again if any came;
+//! then one audit row per identifier (outcome `erased`). Running it again is harmless.
 
-use crate::clickhouse::{hash_list, quote_ident, ClickHouse, ClickHouseError};
+use crate::clickhouse::{quote_ident, quote_literal, ClickHouse, ClickHouseError, PeopleTable};
 use crate::clock::now_secs;
 use crate::config::Config;
 use crate::model::tables::ERASURE_AUDIT;
-use crate::privacy::PhoneHash;
-use serde::Deserialize;
+use crate::privacy::PersonHash;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -40,106 +41,237 @@ pub enum EraseError {
     Io(#[from] std::io::Error),
 }
 
+/// How long to wait for ClickHouse, and for sinks.
+#[derive(Debug, Clone, Copy)]
+pub struct Waits {
+    /// Per table, for the delete mutation to finish.
+    pub mutation: Duration,
+    /// After the deletes, before counting once more: a sink that routed a batch before the
+    /// audit rows existed may still insert it. A little over `sink.batch_max_age_ms` plus
+    /// one insert is enough.
+    pub settle: Duration,
+}
+
 /// What one run did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {
     pub request_id: String,
+    /// Every identifier erased: the ones given and the ones linked to them.
+    pub identifiers: Vec<PersonHash>,
     /// Rows removed per table.
     pub removed: BTreeMap<String, u64>,
-    /// Rows removed per person (hex hash).
+    /// Rows removed per identifier (hex hash); a row carrying two counts for both.
     pub per_person: BTreeMap<String, u64>,
 }
 
-#[derive(Debug, Deserialize, clickhouse::Row)]
-struct Count {
-    person_hash: String,
-    rows: u64,
-}
-
-/// Erases every row of the people in `hashes`, waiting up to `timeout` per table.
+/// Erases every row of the people in `hashes`.
 pub async fn run(
     cfg: &Config,
-    hashes: &[PhoneHash],
-    timeout: Duration,
-    out: &mut impl Write,
+    hashes: &[PersonHash],
+    waits: Waits,
+    out: &mut dyn Write,
 ) -> Result<Report, EraseError> {
     let ch = ClickHouse::new(&cfg.clickhouse);
     let requested_at = now_secs();
     let request_id = request_id(hashes, requested_at);
-    let list = hash_list(hashes);
-    let tables: Vec<String> = ch
-        .people_tables()
-        .await?
-        .into_iter()
-        .map(|t| t.name)
-        .collect();
+    let tables = ch.people_tables().await?;
+    let identifiers = ch.linked_identifiers(&tables, hashes).await?;
+    let names: Vec<&str> = tables.iter().map(|t| t.name.as_str()).collect();
     writeln!(
         out,
-        "erasure {request_id}: {} person(s), tables {}",
+        "erasure {request_id}: {} person(s), {} identifier(s) with linked ones, tables {}",
         hashes.len(),
-        tables.join(", ")
+        identifiers.len(),
+        names.join(", ")
     )?;
+    let request = Request {
+        ch: &ch,
+        id: &request_id,
+    };
+    request
+        .audit(
+            &identifiers,
+            &BTreeMap::new(),
+            &names,
+            requested_at,
+            "requested",
+        )
+        .await?;
     let mut report = Report {
         request_id: request_id.clone(),
+        identifiers: identifiers.clone(),
         removed: BTreeMap::new(),
-        per_person: hashes.iter().map(|h| (h.to_string(), 0)).collect(),
+        per_person: identifiers.iter().map(|h| (h.to_string(), 0)).collect(),
     };
     for table in &tables {
-        let done = || summary(&report.removed);
-        let before = counts(&ch, table, &list).await?;
-        let rows: u64 = before.iter().map(|c| c.rows).sum();
-        write!(out, "  {table}: {rows} rows")?;
-        out.flush()?;
-        if rows > 0 {
-            let sql = format!(
-                "ALTER TABLE {} DELETE WHERE person_hash IN ({list})",
-                quote_ident(table)
-            );
-            ch.execute(&sql).await?;
-            if !ch.wait_for_mutations(table, timeout).await? {
-                writeln!(out, " … still deleting")?;
-                return Err(EraseError::Timeout {
-                    table: table.clone(),
-                    secs: timeout.as_secs(),
-                    done: done(),
-                });
-            }
-        }
-        let after: u64 = counts(&ch, table, &list)
-            .await?
-            .iter()
-            .map(|c| c.rows)
-            .sum();
-        if after > 0 {
-            writeln!(out, " … {after} remain")?;
-            return Err(EraseError::Remaining {
-                table: table.clone(),
-                remaining: after,
-                done: done(),
-            });
-        }
-        writeln!(out, " erased, 0 remain")?;
-        report.removed.insert(table.clone(), rows);
-        for c in before {
-            *report.per_person.entry(c.person_hash).or_default() += c.rows;
+        let done = summary(&report.removed);
+        let rows = request.erase_table(table, waits, out, &done).await?;
+        report
+            .removed
+            .insert(table.name.clone(), rows.values().sum());
+        for (hash, n) in rows {
+            *report.per_person.entry(hash).or_default() += n;
         }
     }
-    audit(&ch, &report, &tables, requested_at).await?;
+    tokio::time::sleep(waits.settle).await;
+    for table in &tables {
+        let late = request.count(table).await?;
+        if late > 0 {
+            writeln!(
+                out,
+                "  {}: {late} rows arrived while erasing; erasing again",
+                table.name
+            )?;
+            let done = summary(&report.removed);
+            let rows = request.erase_table(table, waits, out, &done).await?;
+            *report.removed.entry(table.name.clone()).or_default() += rows.values().sum::<u64>();
+        }
+    }
+    request
+        .audit(
+            &identifiers,
+            &report.per_person,
+            &names,
+            requested_at,
+            "erased",
+        )
+        .await?;
     let total: u64 = report.removed.values().sum();
     writeln!(
         out,
-        "erasure {request_id}: {total} rows removed, 0 remain; audit rows written to erasure_audit"
+        "erasure {request_id}: {total} rows removed, 0 remain; audit rows written to {ERASURE_AUDIT}"
     )?;
     Ok(report)
 }
 
-async fn counts(ch: &ClickHouse, table: &str, list: &str) -> Result<Vec<Count>, ClickHouseError> {
-    let sql = format!(
-        "SELECT person_hash, count() AS rows FROM {} WHERE person_hash IN ({list}) \
-         GROUP BY person_hash",
-        quote_ident(table)
-    );
-    ch.fetch_all(&sql).await
+/// One erasure request: its audit rows are the list every query selects from.
+struct Request<'a> {
+    ch: &'a ClickHouse,
+    id: &'a str,
+}
+
+impl Request<'_> {
+    /// The identifiers of this request, as a subquery.
+    fn set(&self) -> String {
+        format!(
+            "SELECT person_hash FROM {} WHERE request_id = {}",
+            quote_ident(ERASURE_AUDIT),
+            quote_literal(self.id)
+        )
+    }
+
+    async fn count(&self, table: &PeopleTable) -> Result<u64, ClickHouseError> {
+        let sql = format!(
+            "SELECT count() FROM {} WHERE {}",
+            quote_ident(&table.name),
+            table.any_of(&self.set())
+        );
+        self.ch
+            .client()
+            .query(&sql)
+            .fetch_one()
+            .await
+            .map_err(|e| self.ch.error(e))
+    }
+
+    /// Rows of `table` per identifier of this request (a row counts once per identifier it
+    /// carries).
+    async fn per_identifier(
+        &self,
+        table: &PeopleTable,
+    ) -> Result<BTreeMap<String, u64>, ClickHouseError> {
+        let sql = format!(
+            "SELECT h, count() FROM (SELECT arrayJoin([{}]) AS h FROM {} WHERE {}) \
+             WHERE h IN ({}) GROUP BY h",
+            table.columns.join(", "),
+            quote_ident(&table.name),
+            table.any_of(&self.set()),
+            self.set()
+        );
+        let rows: Vec<(String, u64)> = self.ch.fetch_all(&sql).await?;
+        Ok(rows.into_iter().collect())
+    }
+
+    /// Counts, deletes, waits and verifies one table; returns the rows removed per identifier.
+    async fn erase_table(
+        &self,
+        table: &PeopleTable,
+        waits: Waits,
+        out: &mut dyn Write,
+        done: &str,
+    ) -> Result<BTreeMap<String, u64>, EraseError> {
+        let name = &table.name;
+        let before = self.count(table).await?;
+        let per_identifier = self.per_identifier(table).await?;
+        write!(out, "  {name}: {before} rows")?;
+        out.flush()?;
+        if before > 0 {
+            let sql = format!(
+                "ALTER TABLE {} DELETE WHERE {}",
+                quote_ident(name),
+                table.any_of(&self.set())
+            );
+            self.ch.execute(&sql).await?;
+            if !self.ch.wait_for_mutations(name, waits.mutation).await? {
+                writeln!(out, " … still deleting")?;
+                return Err(EraseError::Timeout {
+                    table: name.clone(),
+                    secs: waits.mutation.as_secs(),
+                    done: done.to_string(),
+                });
+            }
+        }
+        let after = self.count(table).await?;
+        if after > 0 {
+            writeln!(out, " … {after} remain")?;
+            return Err(EraseError::Remaining {
+                table: name.clone(),
+                remaining: after,
+                done: done.to_string(),
+            });
+        }
+        writeln!(out, " erased, 0 remain")?;
+        Ok(per_identifier)
+    }
+
+    /// One audit row per identifier. Rows of outcome `requested` are written before anything
+    /// is deleted: they are the request's list and, for the sink, the erasure itself.
+    async fn audit(
+        &self,
+        identifiers: &[PersonHash],
+        removed: &BTreeMap<String, u64>,
+        tables: &[&str],
+        requested_at: u64,
+        outcome: &str,
+    ) -> Result<(), ClickHouseError> {
+        let tables = tables.join(",");
+        let finished_at = now_secs() as u32;
+        let err = |e| self.ch.error(e);
+        let mut insert = self
+            .ch
+            .client()
+            .insert::<AuditRow<'static>>(ERASURE_AUDIT)
+            .await
+            .map_err(err)?;
+        for hash in identifiers {
+            let hex = hash.to_hex();
+            insert
+                .write(&AuditRow {
+                    request_id: self.id,
+                    person_hash: hex.as_str(),
+                    tables: &tables,
+                    rows_removed: removed.get(hex.as_str()).copied().unwrap_or(0),
+                    rows_remaining: 0,
+                    requested_at: requested_at as u32,
+                    finished_at,
+                    outcome,
+                    identifier: "hash",
+                })
+                .await
+                .map_err(err)?;
+        }
+        insert.end().await.map_err(err)
+    }
 }
 
 #[derive(Debug, serde::Serialize, clickhouse::Row)]
@@ -152,42 +284,14 @@ struct AuditRow<'a> {
     requested_at: u32,
     finished_at: u32,
     outcome: &'a str,
+    /// What kind of identifier `person_hash` is; erase knows identifiers by hash only.
+    identifier: &'a str,
 }
 
-async fn audit(
-    ch: &ClickHouse,
-    report: &Report,
-    tables: &[String],
-    requested_at: u64,
-) -> Result<(), ClickHouseError> {
-    let tables = tables.join(",");
-    let finished_at = now_secs() as u32;
-    let err = |e| ch.error(e);
-    let mut insert = ch
-        .client()
-        .insert::<AuditRow<'static>>(ERASURE_AUDIT)
-        .await
-        .map_err(err)?;
-    for (hash, rows) in &report.per_person {
-        insert
-            .write(&AuditRow {
-                request_id: &report.request_id,
-                person_hash: hash,
-                tables: &tables,
-                rows_removed: *rows,
-                rows_remaining: 0,
-                requested_at: requested_at as u32,
-                finished_at,
-                outcome: "erased",
-            })
-            .await
-            .map_err(err)?;
-    }
-    insert.end().await.map_err(err)
-}
-
-/// A request id that is unique per run and says when it ran: `er-<unix secs>-<16 hex>`.
-fn request_id(hashes: &[PhoneHash], at: u64) -> String {
+/// A request id that is unique per run and says when it ran:
+/// `er-2026-11-30T22:15:30Z-<13 letters>`. Letters, not hex, after the time: no run of
+/// digits that a privacy scan could mistake for a phone number.
+fn request_id(hashes: &[PersonHash], at: u64) -> String {
     let mut h = xxhash_rust::xxh3::Xxh3::new();
     h.update(&at.to_be_bytes());
     h.update(&std::process::id().to_be_bytes());
@@ -198,7 +302,23 @@ fn request_id(hashes: &[PhoneHash], at: u64) -> String {
     for hash in hashes {
         h.update(&hash.0);
     }
-    format!("er-{at}-{:016x}", h.digest())
+    let mut suffix = String::with_capacity(13);
+    let mut bits = h.digest();
+    for _ in 0..13 {
+        suffix.push(char::from(b'a' + (bits % 26) as u8));
+        bits /= 26;
+    }
+    let day = crate::model::tables::yyyymmdd(at / 86_400);
+    let secs = at % 86_400;
+    format!(
+        "er-{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z-{suffix}",
+        day / 10_000,
+        day / 100 % 100,
+        day % 100,
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
 }
 
 fn summary(removed: &BTreeMap<String, u64>) -> String {
@@ -220,7 +340,29 @@ mod tests {
     fn request_ids_differ_per_run_and_name_the_time() {
         let a = request_id(&[], 1_795_521_600);
         let b = request_id(&[], 1_795_521_600);
-        assert!(a.starts_with("er-1795521600-"));
+        assert!(a.starts_with("er-2026-11-24T12:00:00Z-"), "{a}");
         assert_ne!(a, b);
+        assert_eq!(crate::privacy::detect::scan(&a), None, "{a}");
+    }
+
+    #[test]
+    fn the_list_is_a_subquery_on_the_requests_audit_rows() {
+        let table = PeopleTable {
+            name: "message_status".into(),
+            engine: "ReplacingMergeTree".into(),
+            columns: vec!["person_hash", "user_hash"],
+        };
+        let cfg = crate::config::ClickHouseConfig::default();
+        let ch = ClickHouse::new(&cfg);
+        let request = Request {
+            ch: &ch,
+            id: "er-1-x",
+        };
+        let sql = table.any_of(&request.set());
+        assert_eq!(
+            sql,
+            "(person_hash IN (SELECT person_hash FROM `erasure_audit` WHERE request_id = 'er-1-x') \
+             OR user_hash IN (SELECT person_hash FROM `erasure_audit` WHERE request_id = 'er-1-x'))"
+        );
     }
 }

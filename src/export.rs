@@ -1,12 +1,16 @@
-//! `bluetick export`: every row held about a person, from every table that holds people, in a
-//! stable machine-readable form (`schemas/export.v1.schema.json`): JSON Lines, one object per
-//! row with its `table` first and the table's columns in schema order, or CSV with a `table`
-//! column and the union of the columns. 64-bit integers are strings in JSON, as ClickHouse
-//! writes them, so no reader loses precision.
+//! `bluetick export`: every row held about a person, under every identifier Meta gave for
+//! them, from every table that holds people, in a stable machine-readable form
+//! (`schemas/export.v1.schema.json`): JSON Lines, one object per row with its `table` first
+//! and the table's columns in schema order, or CSV with a `table` column and the union of the
+//! columns. 64-bit integers are strings in JSON, as ClickHouse writes them, so no reader
+//! loses precision. Lists of any length work: identifiers are queried in chunks and each row
+//! is written once.
 
-use crate::clickhouse::{hash_list, quote_ident, ClickHouse, ClickHouseError};
+use crate::clickhouse::{
+    hash_list, quote_ident, ClickHouse, ClickHouseError, IDENTIFIERS_PER_QUERY,
+};
 use crate::config::Config;
-use crate::privacy::PhoneHash;
+use crate::privacy::PersonHash;
 use std::collections::BTreeMap;
 use std::io::Write;
 
@@ -32,23 +36,36 @@ pub type Summary = BTreeMap<String, u64>;
 /// Writes the rows of the people in `hashes` to `data` and a line per table to `progress`.
 pub async fn run(
     cfg: &Config,
-    hashes: &[PhoneHash],
+    hashes: &[PersonHash],
     format: Format,
     data: &mut dyn Write,
     progress: &mut dyn Write,
 ) -> Result<Summary, ExportError> {
     let ch = ClickHouse::new(&cfg.clickhouse);
-    let list = hash_list(hashes);
+    let people = ch.people_tables().await?;
+    let identifiers = ch.linked_identifiers(&people, hashes).await?;
     let mut tables = Vec::new();
-    for table in ch.people_tables().await? {
-        // FINAL: a row delivered twice (Meta retry, Kafka replay) is one row held.
-        let sql = format!(
-            "SELECT * FROM {}{} WHERE person_hash IN ({list}) ORDER BY ts, event_id",
-            quote_ident(&table.name),
-            table.final_clause()
-        );
-        let bytes = ch.fetch_bytes(&sql, "JSONEachRow").await?;
-        let text = String::from_utf8_lossy(&bytes).into_owned();
+    for table in people {
+        // Keyed by (time, event id): the export's order, and one line per row even when a
+        // row matches identifiers in two chunks.
+        let mut rows: BTreeMap<(String, String), String> = BTreeMap::new();
+        for chunk in identifiers.chunks(IDENTIFIERS_PER_QUERY) {
+            // FINAL: a row delivered twice (Meta retry, Kafka replay) is one row held.
+            let sql = format!(
+                "SELECT * FROM {}{} WHERE {}",
+                quote_ident(&table.name),
+                table.final_clause(),
+                table.any_of(&hash_list(chunk))
+            );
+            let bytes = ch.fetch_bytes(&sql, "JSONEachRow").await?;
+            for line in String::from_utf8_lossy(&bytes).lines() {
+                if line.trim().is_empty() {
+                    continue;
+                }
+                rows.insert(order_key(line)?, line.to_string());
+            }
+        }
+        let text = rows.into_values().collect::<Vec<_>>().join("\n");
         let columns = if format == Format::Csv {
             ch.columns(&table.name).await?
         } else {
@@ -77,6 +94,18 @@ pub async fn run(
         hashes.len()
     )?;
     Ok(summary)
+}
+
+/// (ts, event_id) of a JSONEachRow line.
+fn order_key(line: &str) -> Result<(String, String), ExportError> {
+    let row: serde_json::Map<String, serde_json::Value> = serde_json::from_str(line)
+        .map_err(|_| ExportError::Row(line.chars().take(80).collect()))?;
+    let text = |k: &str| match row.get(k) {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(v) => v.to_string(),
+        None => String::new(),
+    };
+    Ok((text("ts"), text("event_id")))
 }
 
 /// Each JSONEachRow line becomes `{"table":"…",<its columns>}`.
@@ -138,12 +167,19 @@ fn write_csv(
     Ok(summary)
 }
 
-/// RFC 4180: quoted when it holds a comma, quote or line break.
+/// RFC 4180: quoted when it holds a comma, quote or line break. A cell that a spreadsheet
+/// would run as a formula (it starts with `=`, `+`, `-`, `@`, a tab or a carriage return) is
+/// prefixed with `'` so that it stays text.
 fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
+    let neutral = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{s}")
     } else {
         s.to_string()
+    };
+    if neutral.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", neutral.replace('"', "\"\""))
+    } else {
+        neutral
     }
 }
 
@@ -168,6 +204,15 @@ mod tests {
         );
         assert_eq!(lines[1], serde_json::json!({"table": "message_status"}));
         assert!(text.starts_with("{\"table\":\"message_status\",\"a\""));
+    }
+
+    #[test]
+    fn csv_cells_never_run_as_formulas() {
+        assert_eq!(csv_field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        for (cell, out) in [("+1", "'+1"), ("-2", "'-2"), ("@a", "'@a"), ("\tx", "'\tx")] {
+            assert_eq!(csv_field(cell), out);
+        }
+        assert_eq!(csv_field("91XXXXXX4321"), "91XXXXXX4321");
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //!    parse in place, split, mask, produce, 200 only after the broker acked), [`sink`] (Kafka →
 //!    ClickHouse in batches, offsets committed after the insert), [`migrate`] (versioned schema
 //!    and topics), [`retention`] (day-partition drops), [`erase`] and [`export`] (a person's
-//!    rights).
+//!    rights), [`message_key`] (Meta ids → the pseudonyms stored in their place).
 //! 2. **The data contract and the shared clients**: [`model`] (Meta's wire types, the event
 //!    and its encoding, the records, the ClickHouse rows and tables), [`kafka`] (client
 //!    settings, topics, the bounded producer), [`clickhouse`] (client, quoting, errors, schema
@@ -27,6 +27,7 @@ pub mod erase;
 pub mod export;
 pub mod ingest;
 pub mod kafka;
+pub mod message_key;
 pub mod metrics;
 pub mod migrate;
 pub mod model;

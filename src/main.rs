@@ -63,20 +63,27 @@ enum Command {
         #[arg(long)]
         report: bool,
     },
-    /// Erase everything held about people (DPDP Act / GDPR erasure): finds their rows by the
-    /// keyed hash of their number in every table that holds people, deletes them, waits until
-    /// ClickHouse has, verifies none remain, and writes an audit row per person to
-    /// erasure_audit (hash only, never the number).
+    /// Erase everything held about people (DPDP Act / GDPR erasure): finds their rows under
+    /// every identifier (keyed hashes of numbers and user ids, and those linked to them) in
+    /// every table that holds people, records the erasure in erasure_audit (hashes only),
+    /// deletes the rows, waits until ClickHouse has, and verifies none remain. From then on
+    /// sinks drop that person's events older than the erasure, whatever they read.
     ///
     /// Idempotent: running it again removes nothing more and audits that. Exits non-zero,
     /// saying what was and was not erased, if any table could not be. Events still in Kafka
-    /// (masked, hashed) expire with the topic's retention.
+    /// (masked, hashed) expire with the topics' retention.ms; until then a sink that reads
+    /// them drops them.
     Erase {
         #[command(flatten)]
         people: People,
         /// How long to wait for ClickHouse to finish deleting, per table.
         #[arg(long, default_value_t = 600, value_name = "SECS")]
         timeout_secs: u64,
+        /// After deleting, how long to wait for rows a sink already had in hand before
+        /// counting once more (and deleting them too). A little over sink.batch_max_age_ms
+        /// plus one insert.
+        #[arg(long, default_value_t = 5, value_name = "SECS")]
+        settle_secs: u64,
     },
     /// Export everything held about people, as JSON Lines (default) or CSV
     /// (schemas/export.v1.schema.json). Progress goes to stderr.
@@ -85,9 +92,28 @@ enum Command {
         people: People,
         #[arg(long, value_enum, default_value = "jsonl")]
         format: bluetick::export::Format,
-        /// Write to FILE instead of stdout.
+        /// Write to FILE instead of stdout. The file is created readable by its owner only
+        /// (0600); an existing file is refused unless --force.
         #[arg(long, value_name = "FILE")]
         out: Option<PathBuf>,
+        /// Overwrite FILE if it exists.
+        #[arg(long, requires = "out")]
+        force: bool,
+    },
+    /// Print the pseudonym bluetick stores for each of Meta's ids (wamid.…, wacid.…), to join
+    /// bluetick's rows with a send log. Ids come as arguments or, without any, one per line
+    /// on stdin.
+    ///
+    /// The computation, to do it in your own systems: the first 16 bytes of
+    /// HMAC-SHA256(id key, the id exactly as Meta sent it), as 32 lower-case hex digits. The
+    /// id key is privacy.id_key / BLUETICK_ID_KEY (not the pepper).
+    MessageKey {
+        /// Ids to key; none = read stdin.
+        #[arg(value_name = "ID")]
+        ids: Vec<String>,
+        /// Print `id<TAB>key` instead of the key alone.
+        #[arg(long)]
+        with_id: bool,
     },
     /// Create or update the ClickHouse schema (database, tables, views) from the versioned
     /// files in schemas/clickhouse/, and create the Kafka topics.
@@ -101,18 +127,29 @@ enum Command {
     },
 }
 
-/// Who `erase` and `export` are about.
+/// Who `erase` and `export` are about. A person's rows are found under every identifier
+/// Meta gave for them: rows that pair a given number with a user id (or the reverse) lead to
+/// the rows that carry only the other.
 #[derive(clap::Args)]
 struct People {
     /// A phone number in any formatting (digits count), e.g. +91 98765 44321. Repeatable.
     #[arg(long = "phone", value_name = "NUMBER")]
     phones: Vec<String>,
-    /// A keyed hash as stored in person_hash (64 hex digits). Repeatable.
+    /// A business-scoped user id (or parent id) as Meta sends it, e.g. US.13491208655302741918.
+    /// Repeatable.
+    #[arg(long = "user-id", value_name = "BSUID")]
+    user_ids: Vec<String>,
+    /// A keyed hash as stored in person_hash, user_hash or parent_user_hash (64 hex digits).
+    /// Repeatable.
     #[arg(long = "hash", value_name = "HEX")]
     hashes: Vec<String>,
-    /// A file with one number or hash per line (# comments allowed).
+    /// A file with one number, user id or hash per line (# comments allowed).
     #[arg(long, value_name = "FILE")]
     from_file: Option<PathBuf>,
+    /// Read numbers, user ids or hashes from standard input, one per line: keeps them out of
+    /// the process list and shell history.
+    #[arg(long)]
+    stdin: bool,
     /// Also search with the pepper before the last rotation (privacy.pepper_previous), for
     /// rows hashed before it.
     #[arg(long)]
@@ -120,13 +157,20 @@ struct People {
 }
 
 impl People {
-    fn hashes(&self, cfg: &Config) -> anyhow::Result<Vec<bluetick::privacy::PhoneHash>> {
+    fn hashes(&self, cfg: &Config) -> anyhow::Result<Vec<bluetick::privacy::PersonHash>> {
         use bluetick::privacy::{hashes_of, PersonRef};
         let mut refs = Vec::new();
-        for (flag, values) in [("--phone", &self.phones), ("--hash", &self.hashes)] {
-            for v in values {
-                let r = PersonRef::parse(v).with_context(|| {
-                    format!("{flag} {v:?}: not a phone number or a 64-digit hash")
+        // Values are never echoed in errors: they are phone numbers.
+        type Parse = fn(&str) -> Option<PersonRef>;
+        let flags: [(&str, &[String], Parse); 3] = [
+            ("--phone", &self.phones, PersonRef::phone),
+            ("--user-id", &self.user_ids, PersonRef::user),
+            ("--hash", &self.hashes, PersonRef::hash),
+        ];
+        for (flag, values, parse) in flags {
+            for (i, v) in values.iter().enumerate() {
+                let r = parse(v).with_context(|| {
+                    format!("{flag} (occurrence {}) is not what the flag takes", i + 1)
                 })?;
                 refs.push(r);
             }
@@ -135,6 +179,12 @@ impl People {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading {}", path.display()))?;
             refs.extend(PersonRef::parse_list(&path.display().to_string(), &text)?);
+        }
+        if self.stdin {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+                .context("reading standard input")?;
+            refs.extend(PersonRef::parse_list("standard input", &text)?);
         }
         let key =
             |s: bluetick::config::Secret| bluetick::privacy::Pepper::new(s.expose().as_bytes());
@@ -199,7 +249,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     let late: Vec<&str> = tables
                         .iter()
                         .filter(|t| !t.complies)
-                        .map(|t| t.table.name())
+                        .map(|t| t.table)
                         .collect();
                     if !late.is_empty() {
                         anyhow::bail!(
@@ -214,26 +264,44 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Command::Erase {
                 people,
                 timeout_secs,
+                settle_secs,
             } => {
                 let hashes = people.hashes(&cfg)?;
-                let timeout = std::time::Duration::from_secs(timeout_secs);
-                bluetick::erase::run(&cfg, &hashes, timeout, &mut std::io::stdout()).await?;
+                let waits = bluetick::erase::Waits {
+                    mutation: std::time::Duration::from_secs(timeout_secs),
+                    settle: std::time::Duration::from_secs(settle_secs),
+                };
+                bluetick::erase::run(&cfg, &hashes, waits, &mut std::io::stdout()).await?;
             }
             Command::Export {
                 people,
                 format,
                 out,
+                force,
             } => {
                 let hashes = people.hashes(&cfg)?;
                 let mut data: Box<dyn std::io::Write> = match &out {
-                    Some(path) => Box::new(std::io::BufWriter::new(
-                        std::fs::File::create(path)
-                            .with_context(|| format!("creating {}", path.display()))?,
-                    )),
+                    Some(path) => Box::new(std::io::BufWriter::new(private_file(path, force)?)),
                     None => Box::new(std::io::stdout().lock()),
                 };
                 bluetick::export::run(&cfg, &hashes, format, &mut data, &mut std::io::stderr())
                     .await?;
+            }
+            Command::MessageKey { ids, with_id } => {
+                let key = bluetick::privacy::IdKey::new(cfg.id_key()?.expose().as_bytes());
+                let output = if with_id {
+                    bluetick::message_key::Output::Pair
+                } else {
+                    bluetick::message_key::Output::Key
+                };
+                let n = bluetick::message_key::run(
+                    &key,
+                    &ids,
+                    &mut std::io::stdin().lock(),
+                    output,
+                    &mut std::io::stdout().lock(),
+                )?;
+                eprintln!("message-key: {n} ids keyed");
             }
             Command::Migrate { skip_kafka } => {
                 let mut out = std::io::stdout();
@@ -245,6 +313,31 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Ok(())
     })
+}
+
+/// Creates `path` for an export: owner read/write only, and never over an existing file
+/// unless `force` (then truncated, keeping the owner-only mode).
+fn private_file(path: &std::path::Path, force: bool) -> anyhow::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true);
+    if force {
+        options.create(true).truncate(true);
+    } else {
+        options.create_new(true);
+    }
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options.open(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            anyhow::anyhow!("{} exists; pass --force to overwrite it", path.display())
+        } else {
+            anyhow::anyhow!("creating {}: {e}", path.display())
+        }
+    })?;
+    // With --force an existing file keeps its old mode through open(): narrow it.
+    #[cfg(unix)]
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    Ok(file)
 }
 
 /// Completes on SIGINT or SIGTERM.

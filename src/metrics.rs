@@ -27,6 +27,7 @@ pub const SINK_CONSUMER_LAG: &str = "bluetick_sink_consumer_lag_messages";
 pub const SINK_ASSIGNED_PARTITIONS: &str = "bluetick_sink_assigned_partitions";
 pub const SINK_DEAD_LETTERS: &str = "bluetick_sink_dead_letters_total";
 pub const SINK_EXPIRED: &str = "bluetick_sink_expired_rows_total";
+pub const SINK_ERASED: &str = "bluetick_sink_erased_rows_total";
 pub const SINK_RETRIES: &str = "bluetick_sink_retries_total";
 pub const SINK_COMMIT_FAILURES: &str = "bluetick_sink_commit_failures_total";
 pub const SINK_CONSUME_ERRORS: &str = "bluetick_sink_consume_errors_total";
@@ -51,6 +52,7 @@ pub const NAMES: &[&str] = &[
     SINK_ASSIGNED_PARTITIONS,
     SINK_DEAD_LETTERS,
     SINK_EXPIRED,
+    SINK_ERASED,
     SINK_RETRIES,
     SINK_COMMIT_FAILURES,
     SINK_CONSUME_ERRORS,
@@ -154,6 +156,10 @@ fn describe() {
     describe_counter!(
         SINK_EXPIRED,
         "Rows not written because they were already past their table's retention."
+    );
+    describe_counter!(
+        SINK_ERASED,
+        "Events not written because their person was erased after them (bluetick erase)."
     );
     describe_counter!(SINK_RETRIES, "Failed attempts that were retried, by step.");
     describe_counter!(

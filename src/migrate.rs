@@ -7,7 +7,9 @@
 //! is safe to repeat.
 
 use crate::clickhouse::{quote_ident, ClickHouse, ClickHouseError};
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
+use crate::model::tables::ID_COLUMNS;
+use crate::privacy::IdKey;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use std::io::Write;
@@ -36,6 +38,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "003_erasure_audit.sql",
         sql: include_str!("../schemas/clickhouse/003_erasure_audit.sql"),
     },
+    Migration {
+        version: 4,
+        name: "004_people_and_keys.sql",
+        sql: include_str!("../schemas/clickhouse/004_people_and_keys.sql"),
+    },
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +61,8 @@ pub enum MigrateError {
     },
     #[error("kafka topics: {0}")]
     Kafka(#[from] crate::kafka::SetupError),
+    #[error("rows written before schema 004 hold Meta's raw ids and must be re-keyed: {0}")]
+    IdKey(#[from] ConfigError),
     #[error("writing progress: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -120,7 +129,12 @@ pub async fn run(cfg: &Config, out: &mut impl Write) -> Result<usize, MigrateErr
             continue;
         }
         for statement in m.statements() {
-            ch.execute(&statement).await?;
+            match ch.execute(&statement).await {
+                // ClickHouse 18.16 has no `ADD COLUMN IF NOT EXISTS`: a run interrupted after
+                // adding a column finds it there (code 44) and goes on.
+                Err(e) if e.code() == Some(44) && statement.contains("ADD COLUMN") => {}
+                result => result?,
+            }
         }
         ch.client()
             .query("INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (?, ?, ?, now())")
@@ -140,17 +154,116 @@ pub async fn run(cfg: &Config, out: &mut impl Write) -> Result<usize, MigrateErr
         ch.database(),
         MIGRATIONS.len() - count
     )?;
+    rekey_legacy_ids(cfg, &ch, out).await?;
     Ok(count)
 }
 
-/// Creates the Kafka topics bluetick uses (existing ones are left as they are).
+/// A row whose id column holds something other than a pseudonym (32 hex digits) or nothing:
+/// Meta's raw id, written before schema 004.
+fn raw_id(column: &str) -> String {
+    format!("({column} != '' AND NOT match({column}, '^[0-9a-f]{{32}}$'))")
+}
+
+/// Re-keys rows written before schema 004, whose id columns hold Meta's raw ids (which carry
+/// phone numbers): each such row is copied with its ids replaced by their pseudonyms, then
+/// the raw rows are deleted (a mutation). The pseudonym is computed by ClickHouse with SHA-256
+/// from the id key's HMAC pads, so no row leaves the server; the statement is kept out of the
+/// query log. Idempotent: an interrupted run leaves raw rows (and perhaps copies that
+/// collapse with the next run's), and the next run finishes it. Needs the id key only when
+/// such rows exist.
+async fn rekey_legacy_ids(
+    cfg: &Config,
+    ch: &ClickHouse,
+    out: &mut impl Write,
+) -> Result<(), MigrateError> {
+    for (table, id_columns) in ID_COLUMNS {
+        let raw = id_columns
+            .iter()
+            .map(|c| raw_id(c))
+            .collect::<Vec<_>>()
+            .join(" OR ");
+        let sql = format!("SELECT count() FROM {} WHERE {raw}", quote_ident(table));
+        let rows: u64 = ch
+            .client()
+            .query(&sql)
+            .fetch_one()
+            .await
+            .map_err(|e| ch.error(e))?;
+        if rows == 0 {
+            continue;
+        }
+        let key = IdKey::new(cfg.id_key()?.expose().as_bytes());
+        let (ipad, opad) = key.pads();
+        let pseudonym = |c: &str| {
+            format!(
+                "if({c} = '' OR match({c}, '^[0-9a-f]{{32}}$'), {c}, lower(hex(substring(SHA256(\
+                 concat(unhex('{}'), SHA256(concat(unhex('{}'), {c})))), 1, 16))))",
+                hex::encode(opad),
+                hex::encode(ipad)
+            )
+        };
+        let columns = ch.columns(table).await?;
+        let select: Vec<String> = columns
+            .iter()
+            .map(|c| {
+                // No alias: ClickHouse lets an alias shadow the column in WHERE, which would
+                // then test the new value instead of the raw one.
+                if id_columns.contains(&c.as_str()) {
+                    pseudonym(c)
+                } else {
+                    quote_ident(c)
+                }
+            })
+            .collect();
+        let names: Vec<String> = columns.iter().map(|c| quote_ident(c)).collect();
+        let insert = format!(
+            "INSERT INTO {t} ({}) SELECT {} FROM {t} WHERE {raw}",
+            names.join(", "),
+            select.join(", "),
+            t = quote_ident(table)
+        );
+        ch.client()
+            .query(&insert)
+            .with_setting("log_queries", "0")
+            .execute()
+            .await
+            .map_err(|e| ch.error(e))?;
+        ch.execute(&format!(
+            "ALTER TABLE {} DELETE WHERE {raw}",
+            quote_ident(table)
+        ))
+        .await?;
+        ch.wait_for_mutations(table, Duration::from_secs(3600))
+            .await?;
+        writeln!(
+            out,
+            "  ~ {table}: {rows} rows written before schema 004 re-keyed"
+        )?;
+    }
+    Ok(())
+}
+
+/// Creates the Kafka topics bluetick uses and brings existing ones to the config: partitions
+/// and replication checked, `retention.ms` (and `min.insync.replicas`) set where they differ.
 pub async fn topics(cfg: &Config, out: &mut impl Write) -> Result<(), MigrateError> {
-    crate::kafka::ensure_topics(&cfg.kafka, Duration::from_secs(15)).await?;
     let k = &cfg.kafka;
+    for t in crate::kafka::topics::align(k, Duration::from_secs(15)).await? {
+        let what = if t.created { "created" } else { "present" };
+        writeln!(out, "  {} {}", t.name, what)?;
+        for (name, old, new) in &t.changed {
+            let old = if old.is_empty() { "unset" } else { old };
+            writeln!(out, "    {name}: {old} -> {new}")?;
+        }
+    }
     writeln!(
         out,
-        "kafka {}: topics {}, {}, {} present",
-        k.brokers, k.events_topic, k.security_topic, k.dead_letter_topic
+        "kafka {}: topics {}, {}, {} as configured (retention.ms {} / dead letters {})",
+        k.brokers,
+        k.events_topic,
+        k.security_topic,
+        k.dead_letter_topic,
+        k.retention_ms,
+        k.dead_letter_retention_ms
     )?;
     Ok(())
 }

@@ -8,7 +8,7 @@
 
 use crate::clickhouse::{ClickHouse, ClickHouseError};
 use crate::config::{Config, RetentionConfig};
-use crate::model::tables::{day_from_yyyymmdd, first_kept_day, yyyymmdd, Table};
+use crate::model::tables::{day_from_yyyymmdd, first_kept_day, yyyymmdd, Table, ERASURE_AUDIT};
 use std::io::Write;
 
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +34,8 @@ pub struct Outcome {
     pub dropped: Vec<Partition>,
     /// Partitions left in place.
     pub kept: usize,
+    /// Erasure audit rows past their retention (deleted, or on a dry run, that would be).
+    pub audit_rows: u64,
 }
 
 /// Drops expired partitions (none if `dry_run`), printing one line per partition and a
@@ -73,16 +75,52 @@ pub async fn run(
         "retention: {verb} {} partitions ({rows} rows); {kept} partitions within retention",
         expired.len()
     )?;
+    let audit_rows = expire_audit(&ch, cfg, dry_run, out).await?;
     Ok(Outcome {
         dropped: expired,
         kept,
+        audit_rows,
     })
+}
+
+/// The erasure audit is small and kept for years, and not partitioned by day: its expired
+/// rows go with a delete mutation rather than a partition drop.
+async fn expire_audit(
+    ch: &ClickHouse,
+    cfg: &Config,
+    dry_run: bool,
+    out: &mut impl Write,
+) -> Result<u64, RetentionError> {
+    let days = cfg.retention.erasure_audit_days;
+    let cutoff = crate::clock::now_secs().saturating_sub(u64::from(days) * 86_400);
+    let table = ch.table(ERASURE_AUDIT);
+    let old = format!("requested_at < toDateTime({cutoff}, 'UTC')");
+    let rows: u64 = ch
+        .client()
+        .query(&format!("SELECT count() FROM {table} WHERE {old}"))
+        .fetch_one()
+        .await
+        .map_err(|e| ch.error(e))?;
+    if rows > 0 && !dry_run {
+        ch.execute(&format!("ALTER TABLE {table} DELETE WHERE {old}"))
+            .await?;
+        ch.wait_for_mutations(ERASURE_AUDIT, std::time::Duration::from_secs(600))
+            .await?;
+    }
+    if rows > 0 {
+        let verb = if dry_run { "would delete" } else { "deleted" };
+        writeln!(
+            out,
+            "{verb} {rows} {ERASURE_AUDIT} rows older than {days} days"
+        )?;
+    }
+    Ok(rows)
 }
 
 /// One table against the policy.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Compliance {
-    pub table: Table,
+    pub table: &'static str,
     pub days: u32,
     pub oldest: Option<u32>,
     pub partitions: usize,
@@ -114,7 +152,7 @@ pub async fn report(cfg: &Config, out: &mut impl Write) -> Result<Vec<Compliance
         let oldest = mine.iter().map(|p| p.id).min();
         let first = first_kept_partition(table, now, policy);
         let c = Compliance {
-            table,
+            table: table.name(),
             days: table.retention_days(policy),
             oldest,
             partitions: mine.len(),
@@ -138,10 +176,16 @@ pub async fn report(cfg: &Config, out: &mut impl Write) -> Result<Vec<Compliance
         )?;
         result.push(c);
     }
+    result.push(audit_compliance(&ch, policy, now, out).await?);
     writeln!(out, "basis:")?;
     for table in Table::ALL {
         writeln!(out, "  {:<16} {}", table.name(), table.basis(policy))?;
     }
+    writeln!(
+        out,
+        "  {:<16} {}",
+        ERASURE_AUDIT, policy.erasure_audit_basis
+    )?;
     writeln!(
         out,
         "  {:<16} kept by bluetick: none. Request logs go to the process's stderr; keep them \
@@ -149,6 +193,52 @@ pub async fn report(cfg: &Config, out: &mut impl Write) -> Result<Vec<Compliance
         "api logs"
     )?;
     Ok(result)
+}
+
+/// The erasure audit's line of the report: its oldest row by request time.
+async fn audit_compliance(
+    ch: &ClickHouse,
+    policy: &RetentionConfig,
+    now: u64,
+    out: &mut impl Write,
+) -> Result<Compliance, RetentionError> {
+    let sql = format!(
+        "SELECT count(), toUInt32(min(requested_at)) FROM {}",
+        ch.table(ERASURE_AUDIT)
+    );
+    let (rows, oldest): (u64, u32) = ch
+        .client()
+        .query(&sql)
+        .fetch_one()
+        .await
+        .map_err(|e| ch.error(e))?;
+    let days = policy.erasure_audit_days;
+    let first = yyyymmdd(first_kept_day(now, days));
+    let oldest = (rows > 0).then(|| yyyymmdd(u64::from(oldest) / 86_400));
+    let c = Compliance {
+        table: ERASURE_AUDIT,
+        days,
+        oldest,
+        partitions: 0,
+        rows,
+        complies: oldest.map_or(true, |o| o >= first),
+    };
+    writeln!(
+        out,
+        "{:<16} {:>5}  {:<8}  {:<8}  {:>10}  {:>12}  {}",
+        ERASURE_AUDIT,
+        days,
+        format!(">={first}"),
+        oldest.map_or("-".to_string(), |o| o.to_string()),
+        "-",
+        rows,
+        if c.complies {
+            "yes"
+        } else {
+            "NO: run `bluetick retention`"
+        }
+    )?;
+    Ok(c)
 }
 
 /// Active day partitions of bluetick's tables, oldest first.

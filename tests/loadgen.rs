@@ -25,15 +25,13 @@ async fn mixed_traffic_lands_exactly_once() {
         timeout: Duration::from_secs(10),
         probes: 10,
     };
-    let probes = Probes::start(
-        ClickHouse {
-            url: cfg.clickhouse.url.clone(),
-            database: cfg.clickhouse.database.clone(),
-            user: cfg.clickhouse.user.clone(),
-            password: String::new(),
-        },
-        &run,
-    );
+    let probes = Probes::start(ClickHouse {
+        url: cfg.clickhouse.url.clone(),
+        database: cfg.clickhouse.database.clone(),
+        user: cfg.clickhouse.user.clone(),
+        password: String::new(),
+        id_key: ID_KEY.as_bytes().to_vec(),
+    });
     let traffic = Traffic::new(SECRET.as_bytes(), Shape::Mixed, &run, 42);
     let report = drive(&plan, traffic, Some(probes)).await;
 

@@ -6,7 +6,7 @@
 mod common;
 
 use bluetick::export::Format;
-use bluetick::privacy::{Pepper, PhoneHash};
+use bluetick::privacy::{Pepper, PersonHash};
 use common::*;
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -19,7 +19,7 @@ fn other(i: usize) -> String {
     format!("9197{:08}", 30_000_000 + i)
 }
 
-fn hash(number: &str) -> PhoneHash {
+fn hash(number: &str) -> PersonHash {
     Pepper::new(PEPPER.as_bytes()).hash_phone(number)
 }
 
@@ -32,6 +32,14 @@ fn schema_fields() -> BTreeSet<String> {
         .keys()
         .cloned()
         .collect()
+}
+
+/// Erase's waits in tests: the sinks are stopped before erasing, so nothing is in flight.
+fn waits() -> bluetick::erase::Waits {
+    bluetick::erase::Waits {
+        mutation: WAIT,
+        settle: Duration::from_millis(100),
+    }
 }
 
 async fn export(cfg: &bluetick::config::Config, format: Format) -> String {
@@ -50,7 +58,7 @@ async fn export_and_erase_cover_exactly_one_person() {
     for m in 0..3 {
         for (status, dt) in [("sent", 0), ("delivered", 5)] {
             statuses.push(Status {
-                message_id: format!("wamid.person.{m}"),
+                message_id: wamid(PERSON, &format!("P{m}")),
                 status,
                 ts: now + m + dt,
                 number: PERSON.into(),
@@ -59,17 +67,17 @@ async fn export_and_erase_cover_exactly_one_person() {
     }
     for i in 0..40 {
         statuses.push(Status {
-            message_id: format!("wamid.other.{i}"),
+            message_id: wamid(&other(i), &format!("O{i}")),
             status: "sent",
             ts: now + i as u64,
             number: other(i),
         });
     }
     let mut senders: Vec<(String, String)> = (0..3)
-        .map(|i| (other(i), format!("wamid.in.o{i}")))
+        .map(|i| (other(i), wamid(&other(i), &format!("IN{i}"))))
         .collect();
-    senders.push((PERSON_DIGITS.into(), "wamid.in.p0".into()));
-    senders.push((PERSON_DIGITS.into(), "wamid.in.p1".into()));
+    senders.push((PERSON_DIGITS.into(), wamid(PERSON_DIGITS, "INP0")));
+    senders.push((PERSON_DIGITS.into(), wamid(PERSON_DIGITS, "INP1")));
     for body in [status_body(&statuses), inbound_body(&senders, now)] {
         for _ in 0..2 {
             assert_eq!(post_signed(ingest.addr, &body).await.status, 200);
@@ -110,7 +118,7 @@ async fn export_and_erase_cover_exactly_one_person() {
 
     // Erase: exactly the person, proved and audited; the others untouched.
     let mut progress = Vec::new();
-    let report = bluetick::erase::run(&cfg, &[hash(PERSON)], WAIT, &mut progress)
+    let report = bluetick::erase::run(&cfg, &[hash(PERSON)], waits(), &mut progress)
         .await
         .expect("erase");
     let progress = String::from_utf8(progress).expect("utf-8");
@@ -128,7 +136,7 @@ async fn export_and_erase_cover_exactly_one_person() {
     assert_eq!(scalar(&cfg, inbound_events).await, 3);
     let audit = ch_text(
         &cfg,
-        &format!("SELECT request_id, rows_removed, outcome, tables FROM erasure_audit WHERE person_hash = '{person_hash}' FORMAT TSV"),
+        &format!("SELECT request_id, rows_removed, outcome, tables FROM erasure_audit WHERE person_hash = '{person_hash}' AND outcome = 'erased' FORMAT TSV"),
     )
     .await;
     let total: u64 = report.removed.values().sum();
@@ -144,22 +152,28 @@ async fn export_and_erase_cover_exactly_one_person() {
     assert_eq!(export(&cfg, Format::Jsonl).await, "");
 
     // Again: nothing left, and the audit says so.
-    let again = bluetick::erase::run(&cfg, &[hash(PERSON)], WAIT, &mut Vec::new())
+    let again = bluetick::erase::run(&cfg, &[hash(PERSON)], waits(), &mut Vec::new())
         .await
         .expect("erase again");
     assert_eq!(again.removed.values().sum::<u64>(), 0);
-    let n = format!("SELECT count() FROM erasure_audit WHERE person_hash = '{person_hash}'");
+    let n = format!(
+        "SELECT count() FROM erasure_audit WHERE person_hash = '{person_hash}' AND outcome = 'erased'"
+    );
     assert_eq!(scalar(&cfg, &n).await, 2);
     drop_database(&cfg).await;
 }
+
+/// The pepper after a rotation, in the rotation test.
+const NEW_PEPPER: &str = "R8w3Nc6Tz1Gh5Jd9Kp2X";
 
 fn bluetick(cfg: &bluetick::config::Config, args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_bluetick"))
         .args(args)
         .env("BLUETICK_CLICKHOUSE_URL", &cfg.clickhouse.url)
         .env("BLUETICK_CLICKHOUSE_DATABASE", &cfg.clickhouse.database)
-        .env("BLUETICK_PEPPER", "new-pepper-0123456789")
+        .env("BLUETICK_PEPPER", NEW_PEPPER)
         .env("BLUETICK_PEPPER_PREVIOUS", PEPPER)
+        .env("BLUETICK_ID_KEY", ID_KEY)
         .output()
         .expect("run bluetick")
 }
@@ -171,7 +185,7 @@ fn the_binary_erases_and_exports_across_a_pepper_rotation() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let ts = now_secs();
     let old = hash(PERSON).to_string();
-    let new = Pepper::new(b"new-pepper-0123456789")
+    let new = Pepper::new(NEW_PEPPER.as_bytes())
         .hash_phone(PERSON)
         .to_string();
     rt.block_on(async {
@@ -206,6 +220,30 @@ fn the_binary_erases_and_exports_across_a_pepper_rotation() {
     assert_eq!(
         std::fs::read_to_string(&file).expect("csv").lines().count(),
         2
+    );
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).expect("file").permissions().mode();
+        assert_eq!(
+            mode & 0o777,
+            0o600,
+            "the export is readable by its owner only"
+        );
+    }
+    let out = bluetick(&cfg, &["export", "--phone", PERSON, "--out", &file_arg]);
+    assert!(
+        !out.status.success(),
+        "an existing export is not overwritten"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--force"));
+    let out = bluetick(
+        &cfg,
+        &["export", "--phone", PERSON, "--out", &file_arg, "--force"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
     let out = bluetick(&cfg, &["export", "--phone", PERSON, "--previous-pepper"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 2);
@@ -247,7 +285,11 @@ fn the_binary_erases_and_exports_across_a_pepper_rotation() {
         &["erase", "--phone", "x'); DROP TABLE message_status"],
     );
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not a phone number"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--phone") && stderr.contains("is not what the flag takes"),
+        "{stderr}"
+    );
     rt.block_on(drop_database(&cfg));
 }
 
@@ -267,16 +309,40 @@ fn the_retention_report_flags_data_past_the_policy_until_retention_runs() {
             ),
         )
         .await;
+        // An erasure four years ago: past the audit's three years.
+        ch_text(
+            &cfg,
+            &format!(
+                "INSERT INTO erasure_audit (request_id, person_hash, requested_at, finished_at, outcome) \
+                 VALUES ('er-old', 'h', {0}, {0}, 'erased'), ('er-new', 'h', {1}, {1}, 'erased')",
+                now_secs() - 4 * 365 * 86_400,
+                now_secs()
+            ),
+        )
+        .await;
     });
     let report = bluetick(&cfg, &["retention", "--report"]);
     let text = String::from_utf8_lossy(&report.stdout);
     assert!(!report.status.success(), "{text}");
     assert!(text.contains("NO: run `bluetick retention`"), "{text}");
     assert!(String::from_utf8_lossy(&report.stderr)
-        .contains("inbound_message hold data past retention"));
+        .contains("inbound_message, erasure_audit hold data past retention"));
     assert!(text.contains("security_event     180"), "{text}");
+    assert!(text.contains("erasure_audit     1095"), "{text}");
     assert!(text.contains("basis:"), "{text}");
-    assert!(bluetick(&cfg, &["retention"]).status.success());
+    let run = bluetick(&cfg, &["retention"]);
+    assert!(run.status.success());
+    assert!(
+        String::from_utf8_lossy(&run.stdout)
+            .contains("deleted 1 erasure_audit rows older than 1095 days"),
+        "{}",
+        String::from_utf8_lossy(&run.stdout)
+    );
+    let left = rt.block_on(ch_text(
+        &cfg,
+        "SELECT request_id FROM erasure_audit FORMAT TSV",
+    ));
+    assert_eq!(left, "er-new\n");
     let report = bluetick(&cfg, &["retention", "--report"]);
     let text = String::from_utf8_lossy(&report.stdout);
     assert!(report.status.success(), "{text}");
@@ -308,6 +374,10 @@ const REVIEWED_COLUMNS: &[&str] = &[
     "error_title",
     "message_type",
     "context_message_id",
+    "recipient_type",
+    "user_hash",
+    "parent_user_hash",
+    "identifier",
     "forwarded",
     "from_ad",
     "kind",

@@ -30,7 +30,7 @@ fn lifecycle(tag: &str, base: u64) -> Vec<Status> {
         };
         for (status, after) in reached {
             out.push(Status {
-                message_id: format!("wamid.{tag}.{i:05}"),
+                message_id: wamid(&number(i), &format!("{tag}{i:05}")),
                 status,
                 ts: base + i as u64 + after,
                 number: number(i),
@@ -66,7 +66,7 @@ async fn webhooks_land_once_masked_and_exact_under_duplicates_and_disorder() {
         }
     }
     let senders: Vec<(String, String)> = (0..10)
-        .map(|i| (number(i), format!("wamid.in.{i}")))
+        .map(|i| (number(i), wamid(&number(i), &format!("IN{i}"))))
         .collect();
     let inbound = inbound_body(&senders, now_secs() - 60);
     assert_eq!(post_signed(ingest.addr, &inbound).await.status, 200);
@@ -230,7 +230,7 @@ async fn a_clickhouse_outage_holds_offsets_and_loses_nothing() {
     let burst = |tag: &str| -> Vec<u8> {
         let list: Vec<Status> = (0..50)
             .map(|i| Status {
-                message_id: format!("wamid.{tag}.{i}"),
+                message_id: wamid(&number(i as usize), &format!("{tag}{i}")),
                 status: "delivered",
                 ts: base + i,
                 number: number(i as usize),
@@ -285,18 +285,23 @@ async fn refused_rows_are_dead_lettered_with_a_reason_and_the_batch_goes_on() {
     let mut cfg = config();
     sink_config(&mut cfg);
     migrate(&cfg).await;
-    // A rule ClickHouse itself enforces on content: it refuses any INSERT holding a "poison" id.
+    // A rule ClickHouse itself enforces on content: it refuses any INSERT holding the poison
+    // message (by the pseudonym stored for its id).
+    let poison = wamid(&number(99), "POISON1");
     ch_text(
         &cfg,
-        "ALTER TABLE message_status ADD COLUMN poison UInt8 \
-         MATERIALIZED throwIf(position(message_id, 'poison') > 0)",
+        &format!(
+            "ALTER TABLE message_status ADD COLUMN poison UInt8 \
+             MATERIALIZED throwIf(message_id = '{}')",
+            key(&poison)
+        ),
     )
     .await;
     let ingest = Server::start(&cfg).await;
     let now = now_secs();
     let mut list: Vec<Status> = (0..20)
         .map(|i| Status {
-            message_id: format!("wamid.ok.{i}"),
+            message_id: wamid(&number(i as usize), &format!("OK{i}")),
             status: "sent",
             ts: now - 100 + i,
             number: number(i as usize),
@@ -308,9 +313,10 @@ async fn refused_rows_are_dead_lettered_with_a_reason_and_the_batch_goes_on() {
         ts,
         number: number(99),
     };
-    list.insert(7, odd("wamid.poison.1", now - 50));
-    list.push(odd("wamid.future", now + 3 * 86_400));
-    list.push(odd("wamid.expired", now - 100 * 86_400));
+    let (future, expired) = (wamid(&number(99), "FUTURE"), wamid(&number(99), "EXPIRED"));
+    list.insert(7, odd(&poison, now - 50));
+    list.push(odd(&future, now + 3 * 86_400));
+    list.push(odd(&expired, now - 100 * 86_400));
     assert_eq!(
         post_signed(ingest.addr, &status_body(&list)).await.status,
         200
@@ -342,7 +348,7 @@ async fn refused_rows_are_dead_lettered_with_a_reason_and_the_batch_goes_on() {
             };
             assert!(header("bluetick-source").starts_with(&cfg.kafka.events_topic));
             let id = if r.payload.starts_with(b"{") {
-                r.json()["message_id"]
+                r.json()["message_key"]
                     .as_str()
                     .unwrap_or_default()
                     .to_string()
@@ -353,19 +359,22 @@ async fn refused_rows_are_dead_lettered_with_a_reason_and_the_batch_goes_on() {
         })
         .collect();
     assert_eq!(dead.len(), 3, "{reasons:?}");
-    assert!(reasons["wamid.poison.1"].contains("throwIf"), "{reasons:?}");
+    assert!(reasons[&key(&poison)].contains("throwIf"), "{reasons:?}");
     assert!(
-        reasons["wamid.future"].contains("after the sink's clock"),
+        reasons[&key(&future)].contains("after the sink's clock"),
         "{reasons:?}"
     );
     assert!(
         reasons["not an event"].contains("undecodable event"),
         "{reasons:?}"
     );
-    assert_eq!(
-        scalar(&cfg, "SELECT count() FROM message_status WHERE message_id IN ('wamid.poison.1', 'wamid.future', 'wamid.expired')").await,
-        0
+    let odd_rows = format!(
+        "SELECT count() FROM message_status WHERE message_id IN ('{}', '{}', '{}')",
+        key(&poison),
+        key(&future),
+        key(&expired)
     );
+    assert_eq!(scalar(&cfg, &odd_rows).await, 0);
     assert_eq!(totals.dead_letters, 3);
     assert_eq!(totals.expired, 1, "past retention: skipped, not stored");
     assert_eq!(totals.rows, 20);

@@ -42,7 +42,12 @@ enum Command {
     Baseline {
         #[arg(long, default_value = "127.0.0.1:18082")]
         listen: String,
-        #[arg(long, env = "BLUETICK_APP_SECRET", default_value = "load-secret")]
+        #[arg(
+            long,
+            env = "BLUETICK_APP_SECRET",
+            default_value = "load-secret",
+            hide_env_values = true
+        )]
         secret: String,
         #[arg(long, env = "BLUETICK_KAFKA_BROKERS", default_value = "127.0.0.1:9092")]
         brokers: String,
@@ -57,7 +62,12 @@ struct Target {
     #[arg(long, default_value = "http://127.0.0.1:8080/webhook")]
     url: String,
     /// App secret the bodies are signed with (the server's `BLUETICK_APP_SECRET`).
-    #[arg(long, env = "BLUETICK_APP_SECRET", default_value = "load-secret")]
+    #[arg(
+        long,
+        env = "BLUETICK_APP_SECRET",
+        default_value = "load-secret",
+        hide_env_values = true
+    )]
     secret: String,
     /// Request shape.
     #[arg(long, value_enum, default_value = "mixed")]
@@ -115,8 +125,21 @@ struct RunArgs {
     database: String,
     #[arg(long, env = "BLUETICK_CLICKHOUSE_USER", default_value = "default")]
     clickhouse_user: String,
-    #[arg(long, env = "BLUETICK_CLICKHOUSE_PASSWORD", default_value = "")]
+    #[arg(
+        long,
+        env = "BLUETICK_CLICKHOUSE_PASSWORD",
+        default_value = "",
+        hide_env_values = true
+    )]
     clickhouse_password: String,
+    /// The pipeline's id key, to find probes by the pseudonyms stored for their ids.
+    #[arg(
+        long,
+        env = "BLUETICK_ID_KEY",
+        default_value = "",
+        hide_env_values = true
+    )]
+    id_key: String,
 }
 
 #[derive(Args)]
@@ -176,14 +199,18 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     let run_tag = run_tag(t);
     let plan = plan(t, args.rate, args.duration, args.probes)?;
+    if args.probes > 0 && args.id_key.is_empty() {
+        bail!("--probes needs the pipeline's id key (--id-key or BLUETICK_ID_KEY) to find them");
+    }
     let probes = (args.probes > 0).then(|| {
         let ch = ClickHouse {
             url: args.clickhouse_url.clone(),
             database: args.database.clone(),
             user: args.clickhouse_user.clone(),
             password: args.clickhouse_password.clone(),
+            id_key: args.id_key.clone().into_bytes(),
         };
-        Probes::start(ch, &run_tag)
+        Probes::start(ch)
     });
     if !t.json {
         eprintln!(

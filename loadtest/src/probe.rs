@@ -2,7 +2,8 @@
 //!
 //! A probe's latency runs from its scheduled send to the first poll that finds its row in
 //! `message_status`, so it includes ingest, the broker, the sink's batching and the insert.
-//! The poll interval (20 ms) bounds the resolution.
+//! The poll interval (20 ms) bounds the resolution. Rows hold the pseudonym of a message id,
+//! not the id: probes are looked up by their pseudonyms under the pipeline's id key.
 
 use bytes::Bytes;
 use hdrhistogram::Histogram;
@@ -22,21 +23,26 @@ pub struct ClickHouse {
     pub database: String,
     pub user: String,
     pub password: String,
+    /// The pipeline's id key (`BLUETICK_ID_KEY`).
+    pub id_key: Vec<u8>,
 }
 
 pub struct Probes {
-    run: String,
+    id_key: Vec<u8>,
+    /// Pseudonym → raw id of each probe sent.
+    keys: Mutex<HashMap<String, String>>,
     sent: Mutex<HashMap<String, Instant>>,
     seen: Mutex<HashMap<String, Instant>>,
     done: tokio::sync::watch::Sender<bool>,
 }
 
 impl Probes {
-    /// Starts polling ClickHouse for probe rows of `run`.
-    pub fn start(ch: ClickHouse, run: &str) -> Arc<Probes> {
+    /// Starts polling ClickHouse for the rows of the probes sent.
+    pub fn start(ch: ClickHouse) -> Arc<Probes> {
         let (done, mut stop) = tokio::sync::watch::channel(false);
         let probes = Arc::new(Probes {
-            run: run.to_string(),
+            id_key: ch.id_key.clone(),
+            keys: Mutex::default(),
             sent: Mutex::default(),
             seen: Mutex::default(),
             done,
@@ -55,6 +61,9 @@ impl Probes {
 
     /// Records that probe `id` was scheduled at `due` and answered 200.
     pub fn sent(&self, id: String, due: Instant) {
+        if let Ok(mut keys) = self.keys.lock() {
+            keys.insert(crate::traffic::pseudonym(&self.id_key, &id), id.clone());
+        }
         if let Ok(mut sent) = self.sent.lock() {
             sent.insert(id, due);
         }
@@ -89,10 +98,21 @@ impl Probes {
     }
 
     async fn poll(&self, client: &Client<HttpConnector, Full<Bytes>>, ch: &ClickHouse) {
+        let waiting: Vec<String> = {
+            let (Ok(keys), Ok(seen)) = (self.keys.lock(), self.seen.lock()) else {
+                return;
+            };
+            keys.iter()
+                .filter(|(_, id)| !seen.contains_key(*id))
+                .map(|(k, _)| format!("'{k}'"))
+                .collect()
+        };
+        if waiting.is_empty() {
+            return;
+        }
         let sql = format!(
-            "SELECT DISTINCT message_id FROM message_status \
-             WHERE message_id LIKE 'wamid.probe.{}.%' FORMAT TSV",
-            self.run
+            "SELECT DISTINCT message_id FROM message_status WHERE message_id IN ({}) FORMAT TSV",
+            waiting.join(",")
         );
         let uri = format!(
             "{}/?database={}&user={}&password={}",
@@ -111,9 +131,12 @@ impl Probes {
             return;
         };
         let now = Instant::now();
-        if let Ok(mut seen) = self.seen.lock() {
-            for id in String::from_utf8_lossy(&body.to_bytes()).lines() {
-                seen.entry(id.to_string()).or_insert(now);
+        let (Ok(keys), Ok(mut seen)) = (self.keys.lock(), self.seen.lock()) else {
+            return;
+        };
+        for key in String::from_utf8_lossy(&body.to_bytes()).lines() {
+            if let Some(id) = keys.get(key) {
+                seen.entry(id.clone()).or_insert(now);
             }
         }
     }

@@ -124,7 +124,10 @@ impl Traffic {
     pub fn probe(&mut self) -> Request {
         self.probes += 1;
         self.counts.statuses += 1;
-        let id = format!("wamid.probe.{}.{}", self.run, self.probes);
+        let id = wamid(
+            "919876544321",
+            &format!("PROBE{}{:08X}", self.run, self.probes),
+        );
         let mut s = String::with_capacity(512);
         envelope_open(&mut s, "102290129340398", "messages");
         s.push_str(r#""statuses":["#);
@@ -297,9 +300,35 @@ fn business(n: u32) -> (String, String) {
     )
 }
 
-/// A wamid-like id (~60 chars) unique per run and message.
+/// A message id as Meta makes them, unique per run and message: base64 of
+/// `1c 18 <len> <recipient's digits> 15 02 00 11 18 <len> <tag> 00`, so the recipient's
+/// number is inside in clear, exactly what bluetick must never store.
 fn message_id(run: &str, seq: u64, recipient: u64) -> String {
-    format!("wamid.HBgM{recipient}FQIAERgS{run}{seq:016X}")
+    wamid(&recipient.to_string(), &format!("{run}{seq:016X}"))
+}
+
+/// A `wamid.` whose payload starts with `number` (as in Meta's) and ends with `tag`
+/// (uppercase hex or letters, up to 60 bytes).
+pub fn wamid(number: &str, tag: &str) -> String {
+    use base64::Engine;
+    let tag = &tag.as_bytes()[..tag.len().min(60)];
+    let mut payload = vec![0x1c, 0x18, number.len() as u8];
+    payload.extend_from_slice(number.as_bytes());
+    payload.extend_from_slice(&[0x15, 0x02, 0x00, 0x11, 0x18, tag.len() as u8]);
+    payload.extend_from_slice(tag);
+    payload.push(0x00);
+    format!(
+        "wamid.{}",
+        base64::engine::general_purpose::STANDARD.encode(payload)
+    )
+}
+
+/// The pseudonym bluetick stores for a Meta id under `id_key`: the first 16 bytes of
+/// HMAC-SHA256(id key, id), hex (the computation `bluetick message-key` documents).
+pub fn pseudonym(id_key: &[u8], id: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(id_key).expect("HMAC takes any key length");
+    mac.update(id.as_bytes());
+    hex::encode(&mac.finalize().into_bytes()[..16])
 }
 
 fn envelope_open(s: &mut String, waba: &str, field: &str) {
@@ -396,6 +425,16 @@ mod tests {
             .as_array()
             .map_or(0, Vec::len);
         assert_eq!((n, r.events), (100, 100));
+    }
+
+    /// The ids are built the way Meta builds them: this is a real wamid's layout.
+    #[test]
+    fn wamids_carry_the_number_as_meta_s_do() {
+        assert_eq!(
+            wamid("15551234567", "7008F57BDBAC6BD9B5"),
+            "wamid.HBgLMTU1NTEyMzQ1NjcVAgARGBI3MDA4RjU3QkRCQUM2QkQ5QjUA"
+        );
+        assert_eq!(pseudonym(b"k", "x").len(), 32);
     }
 
     #[test]

@@ -12,9 +12,10 @@ use crate::clock::now_ms;
 use crate::kafka::{Pending, Producer};
 use crate::metrics as m;
 use crate::model::record::RecordWriter;
+use crate::model::skeleton;
 use crate::model::{EventKind, SecurityEvent};
 use crate::ops::{self, text};
-use crate::privacy::Pepper;
+use crate::privacy::{IdKey, Pepper};
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
@@ -51,6 +52,7 @@ pub struct State {
     pub verifier: Verifier,
     pub verify_token: String,
     pub pepper: Pepper,
+    pub id_key: IdKey,
     pub producer: Producer,
     pub metrics: PrometheusHandle,
     hot: HotMetrics,
@@ -84,6 +86,7 @@ impl State {
         verifier: Verifier,
         verify_token: String,
         pepper: Pepper,
+        id_key: IdKey,
         producer: Producer,
         metrics: PrometheusHandle,
     ) -> Self {
@@ -92,6 +95,7 @@ impl State {
             verifier,
             verify_token,
             pepper,
+            id_key,
             producer,
             metrics,
             hot: HotMetrics::register(),
@@ -201,7 +205,7 @@ impl Handler {
         let signature = req.headers().get(SIGNATURE_HEADER).cloned();
         let mut body = read_body(req, settings.max_body_bytes, settings.body_read_timeout).await?;
         let header = signature.as_ref().map(|v| v.as_bytes());
-        if let Err(e) = self.state.verifier.verify(header, &body.bytes) {
+        if let Err(e) = self.state.verifier.verify(header, &body) {
             self.record_security(e.reason(), "webhook");
             return Err(e.into());
         }
@@ -214,35 +218,26 @@ impl Handler {
     }
 
     /// Parses the verified body and enqueues its events (one record per 64 KiB of them, see
-    /// `model::record`), or the raw body on the dead-letter topic if it does not parse (Meta
-    /// would retry it for days in vain).
-    fn enqueue(&self, body: &mut Body, pending: &mut Pending) -> Result<Outcome, RequestError> {
+    /// `model::record`), or, if it does not parse, its content-free skeleton on the
+    /// dead-letter topic (Meta would retry it for days in vain; see `model::skeleton`).
+    fn enqueue(&self, body: &mut [u8], pending: &mut Pending) -> Result<Outcome, RequestError> {
         let st = &self.state;
         let received_ms = now_ms();
-        let body_len = body.bytes.len();
-        let hook = match parse::parse(&mut body.bytes) {
+        let body_len = body.len();
+        // simd-json unescapes strings in place, so a body with escapes is no longer what Meta
+        // sent once parsed: keep a copy for the rare dead letter, and only then.
+        let original = memchr::memchr(b'\\', body).map(|_| body.to_vec());
+        let hook = match parse::parse(body) {
             Ok(hook) => hook,
             Err(e) => {
-                tracing::info!(error = %e, "dead-lettering a signed body that does not parse");
-                let reason = e.to_string();
-                let mut ms = itoa::Buffer::new();
-                let headers: [(&str, &[u8]); 2] = [
-                    ("bluetick-error", reason.as_bytes()),
-                    ("bluetick-received-ms", ms.format(received_ms).as_bytes()),
-                ];
-                let raw = body.original();
-                st.producer.enqueue_with_headers(
-                    &st.settings.dead_letter_topic,
-                    &raw,
-                    &headers,
-                    pending,
-                )?;
-                counter!(m::INGEST_DEAD_LETTERS).increment(1);
+                let raw: &[u8] = original.as_deref().unwrap_or(body);
+                self.dead_letter(raw, &e, received_ms, pending)?;
                 return Ok(Outcome::DeadLettered);
             }
         };
         let ctx = SplitContext {
             pepper: &st.pepper,
+            id_key: &st.id_key,
             received_ms,
         };
         let mut record = RecordWriter::for_body(body_len);
@@ -260,6 +255,33 @@ impl Handler {
             st.producer.enqueue(topic, None, record.bytes(), pending)?;
         }
         Ok(Outcome::Events(kinds))
+    }
+
+    /// Enqueues the skeleton of a signed body that does not parse: its shape, size, SHA-256
+    /// and the redacted reason, never its content.
+    fn dead_letter(
+        &self,
+        raw: &[u8],
+        error: &parse::ParseError,
+        received_ms: u64,
+        pending: &mut Pending,
+    ) -> Result<(), RequestError> {
+        let st = &self.state;
+        let reason = skeleton::redact_reason(&error.to_string());
+        tracing::info!(reason = %reason, bytes = raw.len(), "dead-lettering the skeleton of a signed body that does not parse");
+        let record = skeleton::skeleton(raw, &reason, received_ms);
+        let headers: [(&str, &[u8]); 2] = [
+            (skeleton::HEADER_KIND, b"webhook-skeleton"),
+            (skeleton::HEADER_ERROR, reason.as_bytes()),
+        ];
+        st.producer.enqueue_with_headers(
+            &st.settings.dead_letter_topic,
+            &record,
+            &headers,
+            pending,
+        )?;
+        counter!(m::INGEST_DEAD_LETTERS).increment(1);
+        Ok(())
     }
 
     /// Counts a refused credential and writes a security event without waiting for its ack.
@@ -377,23 +399,6 @@ impl KindCounts {
     }
 }
 
-/// The body as read: one contiguous buffer to verify and parse in place, plus hyper's own
-/// chunks (reference-counted, not copied) for the rare dead letter, since parsing rewrites
-/// the buffer.
-struct Body {
-    bytes: Vec<u8>,
-    chunks: Vec<Bytes>,
-}
-
-impl Body {
-    fn original(&self) -> Cow<'_, [u8]> {
-        match self.chunks.as_slice() {
-            [one] => Cow::Borrowed(one),
-            many => Cow::Owned(many.concat()),
-        }
-    }
-}
-
 fn check_content_type(headers: &HeaderMap) -> Result<(), RequestError> {
     let ct = headers
         .get(CONTENT_TYPE)
@@ -410,13 +415,14 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), RequestError> {
     }
 }
 
-/// Reads the body under a size cap and a deadline. The cap is checked on the bytes read, not
-/// only on Content-Length, since chunked bodies declare none.
+/// Reads the body into one contiguous buffer (to verify and parse in place) under a size cap
+/// and a deadline; hyper's chunks are released as they are copied. The cap is checked on the
+/// bytes read, not only on Content-Length, since chunked bodies declare none.
 async fn read_body(
     req: Request<Incoming>,
     max: usize,
     timeout: Duration,
-) -> Result<Body, RequestError> {
+) -> Result<Vec<u8>, RequestError> {
     let declared = req
         .headers()
         .get(CONTENT_LENGTH)
@@ -425,10 +431,7 @@ async fn read_body(
         return Err(RequestError::TooLarge);
     }
     let capacity = declared.map_or(16 * 1024, |n| n as usize);
-    let mut body = Body {
-        bytes: Vec::with_capacity(capacity),
-        chunks: Vec::with_capacity(2),
-    };
+    let mut body = Vec::with_capacity(capacity);
     let mut incoming = req.into_body();
     let deadline = Instant::now() + timeout;
     loop {
@@ -439,11 +442,10 @@ async fn read_body(
         let Ok(data) = frame.map_err(RequestError::BodyRead)?.into_data() else {
             continue;
         };
-        if body.bytes.len() + data.len() > max {
+        if body.len() + data.len() > max {
             return Err(RequestError::TooLarge);
         }
-        body.bytes.extend_from_slice(&data);
-        body.chunks.push(data);
+        body.extend_from_slice(&data);
     }
     Ok(body)
 }

@@ -50,6 +50,7 @@ pub fn state(cfg: &Config) -> Result<http::State, IngestError> {
         ),
         i.verify_token.expose().to_string(),
         crate::privacy::Pepper::new(cfg.pepper()?.expose().as_bytes()),
+        crate::privacy::IdKey::new(cfg.id_key()?.expose().as_bytes()),
         producer,
         crate::metrics::install(),
     ))
@@ -63,7 +64,7 @@ pub async fn run(
 ) -> Result<(), IngestError> {
     let state = Arc::new(state(cfg)?);
     if cfg.kafka.create_topics {
-        if let Err(e) = crate::kafka::ensure_topics(&cfg.kafka, Duration::from_secs(10)).await {
+        if let Err(e) = crate::kafka::topics::ensure(&cfg.kafka, Duration::from_secs(10)).await {
             // Serve anyway: requests answer 503 (Meta retries) and /readyz says not ready
             // until the broker is back.
             tracing::error!(error = %e, "could not create topics; answering 503 until the broker is reachable");

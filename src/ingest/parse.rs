@@ -1,13 +1,15 @@
 //! Verified body → events: parse in place with simd-json, then split each webhook into one
-//! [`Event`] per status, inbound message, error or account update, masking phone numbers as
-//! the event is built.
+//! [`Event`] per status, inbound message, error or account update, masking and hashing
+//! people and keying Meta's ids as the event is built.
 //!
-//! Invariant: `split` emits every change it is given — unknown `field`s become `other`
-//! events — and a phone number reaches an `Event` only through [`Person::protect`].
+//! Invariants: `split` emits every change it is given — unknown `field`s become `other`
+//! events; a phone number or user id reaches an `Event` only as a keyed hash (the number also
+//! masked, through [`Person::protect`]); a Meta id only as its pseudonym under the id key.
 
-use crate::model::webhook::{Change, ErrorInfo, InboundMessage, Status};
+use crate::model::webhook::{Change, Contact, ErrorInfo, InboundMessage, Status};
 use crate::model::{Event, EventId, EventKind, Text, Webhook, EVENT_VERSION};
-use crate::privacy::{Pepper, Person};
+use crate::privacy::person::is_user_id;
+use crate::privacy::{IdKey, Pepper, Person};
 use std::borrow::Cow;
 
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +26,7 @@ pub fn parse(body: &mut [u8]) -> Result<Webhook<'_>, ParseError> {
 /// What every event of one request shares.
 pub struct SplitContext<'p> {
     pub pepper: &'p Pepper,
+    pub id_key: &'p IdKey,
     pub received_ms: u64,
 }
 
@@ -123,10 +126,10 @@ fn split_messages<'w, E>(
         base.display_phone_number = opt(&m.display_phone_number);
     }
     for s in &v.statuses {
-        emit(&status_event(s, &base, ctx))?;
+        emit(&status_event(s, &base, &v.contacts, ctx))?;
     }
     for m in &v.messages {
-        emit(&message_event(m, &base, ctx))?;
+        emit(&message_event(m, &base, &v.contacts, ctx))?;
     }
     for (i, err) in v.errors.iter().enumerate() {
         let mut e = base.clone();
@@ -162,17 +165,32 @@ fn split_messages<'w, E>(
     Ok(emitted)
 }
 
-fn status_event<'w>(s: &'w Status<'_>, base: &Event<'w>, ctx: &SplitContext<'_>) -> Event<'w> {
+fn status_event<'w>(
+    s: &'w Status<'_>,
+    base: &Event<'w>,
+    contacts: &[Contact<'_>],
+    ctx: &SplitContext<'_>,
+) -> Event<'w> {
     let mut e = base.clone();
     e.kind = EventKind::Status;
-    e.message_id = Some(borrow(&s.id));
+    let key = ctx.id_key.pseudonym(s.id.as_str());
+    e.message_key = Some(key);
     e.status = Some(borrow(&s.status));
+    e.recipient_type = opt(&s.recipient_type);
     e.ts = s
         .timestamp
         .as_ref()
         .and_then(Text::as_u64)
         .unwrap_or(base.ts);
-    set_person(&mut e, s.recipient_id.as_ref(), ctx);
+    // A group is not a person: its id is not kept as one.
+    if e.recipient_type.as_deref() != Some("group") {
+        let ids = Ids {
+            phone_or_user: nonempty(&s.recipient_id),
+            user: nonempty(&s.recipient_user_id).or(nonempty(&s.user_id)),
+            parent: nonempty(&s.recipient_parent_user_id).or(nonempty(&s.parent_user_id)),
+        };
+        set_person(&mut e, ids.or_contact(contacts), ctx);
+    }
     if let Some(c) = &s.conversation {
         e.conversation_id = opt(&c.id);
         e.conversation_expiration_ts = c.expiration_timestamp.as_ref().and_then(Text::as_u64);
@@ -186,42 +204,100 @@ fn status_event<'w>(s: &'w Status<'_>, base: &Event<'w>, ctx: &SplitContext<'_>)
     }
     (e.error_code, e.error_title) = error_fields(&s.errors);
     let ts = s.timestamp.as_ref().map_or("", Text::as_str);
-    e.id = EventId::derive(EventKind::Status, &[s.id.as_str(), s.status.as_str(), ts]);
+    e.id = EventId::derive(
+        EventKind::Status,
+        &[key.to_hex().as_str(), s.status.as_str(), ts],
+    );
     e
 }
 
 fn message_event<'w>(
     m: &'w InboundMessage<'_>,
     base: &Event<'w>,
+    contacts: &[Contact<'_>],
     ctx: &SplitContext<'_>,
 ) -> Event<'w> {
     let mut e = base.clone();
     e.kind = EventKind::Message;
-    e.message_id = Some(borrow(&m.id));
+    let key = ctx.id_key.pseudonym(m.id.as_str());
+    e.message_key = Some(key);
     e.message_type = opt(&m.kind);
     e.ts = m
         .timestamp
         .as_ref()
         .and_then(Text::as_u64)
         .unwrap_or(base.ts);
-    set_person(&mut e, m.from.as_ref(), ctx);
+    let ids = Ids {
+        phone_or_user: nonempty(&m.from),
+        user: nonempty(&m.from_user_id).or(nonempty(&m.user_id)),
+        parent: nonempty(&m.from_parent_user_id).or(nonempty(&m.parent_user_id)),
+    };
+    set_person(&mut e, ids.or_contact(contacts), ctx);
     if let Some(c) = &m.context {
-        e.context_message_id = opt(&c.id);
+        e.context_message_key = nonempty(&c.id).map(|id| ctx.id_key.pseudonym(id));
         let flag = |t: &Option<Text>| t.as_ref().and_then(as_bool).unwrap_or(false);
         e.forwarded = Some(flag(&c.forwarded) || flag(&c.frequently_forwarded));
     }
     e.from_ad = Some(m.referral.is_some());
     (e.error_code, e.error_title) = error_fields(&m.errors);
-    e.id = EventId::derive(EventKind::Message, &[m.id.as_str()]);
+    e.id = EventId::derive(EventKind::Message, &[key.to_hex().as_str()]);
     e
 }
 
-fn set_person(e: &mut Event<'_>, raw: Option<&Text<'_>>, ctx: &SplitContext<'_>) {
-    if let Some(raw) = raw.filter(|t| !t.is_empty()) {
-        let person = Person::protect(ctx.pepper, raw.as_str());
-        e.person_masked = Some(person.masked);
-        e.person_hash = Some(person.hash);
+/// The identifiers Meta gave for the person of one status or message.
+struct Ids<'t> {
+    /// `recipient_id` / `from`: a phone number, or a user id for users without one.
+    phone_or_user: Option<&'t str>,
+    user: Option<&'t str>,
+    parent: Option<&'t str>,
+}
+
+impl<'t> Ids<'t> {
+    /// Fills in user ids from the change's `contacts[]`: from the contact with the same
+    /// number or user id, or, for an item that names nobody itself, from the only contact.
+    /// Never from another person's contact.
+    fn or_contact(mut self, contacts: &'t [Contact<'_>]) -> Self {
+        if self.user.is_some() && self.parent.is_some() {
+            return self;
+        }
+        let same = |c: &&Contact| {
+            let eq = |a: Option<&str>, b: Option<&str>| a.is_some() && a == b;
+            eq(self.phone_or_user, nonempty(&c.wa_id))
+                || eq(self.user.or(self.phone_or_user), nonempty(&c.user_id))
+        };
+        let anonymous = self.phone_or_user.is_none() && self.user.is_none();
+        let contact = contacts.iter().find(same).or_else(|| {
+            contacts
+                .first()
+                .filter(|_| anonymous && contacts.len() == 1)
+        });
+        if let Some(c) = contact {
+            self.user = self.user.or(nonempty(&c.user_id));
+            self.parent = self.parent.or(nonempty(&c.parent_user_id));
+        }
+        self
     }
+}
+
+/// Keeps a person as keyed hashes only: the number masked and hashed, user ids hashed. A
+/// `recipient_id`/`from` shaped like a user id is one, not digits to mask.
+fn set_person(e: &mut Event<'_>, ids: Ids<'_>, ctx: &SplitContext<'_>) {
+    let mut user = ids.user;
+    if let Some(raw) = ids.phone_or_user {
+        if is_user_id(raw) {
+            user = user.or(Some(raw));
+        } else {
+            let person = Person::protect(ctx.pepper, raw);
+            e.person_masked = Some(person.masked);
+            e.person_hash = Some(person.hash);
+        }
+    }
+    e.user_hash = user.map(|u| ctx.pepper.hash_user(u));
+    e.parent_user_hash = ids.parent.map(|u| ctx.pepper.hash_user(u));
+}
+
+fn nonempty<'t>(t: &'t Option<Text<'_>>) -> Option<&'t str> {
+    t.as_ref().map(Text::as_str).filter(|s| !s.is_empty())
 }
 
 /// The first error's code and title; later ones are rare and repeat the first.
@@ -275,6 +351,8 @@ mod tests {
             include_str!("../../tests/fixtures/value_errors.json"),
         ),
     ];
+    const ID_KEY: &[u8] = b"test-id-key-0123456789";
+
     /// Customer numbers that appear in the fixtures and must never leave masked.
     const CUSTOMERS: &[&str] = &[
         "15551234567",
@@ -285,8 +363,10 @@ mod tests {
 
     fn events_json(fixture: &str) -> Vec<serde_json::Value> {
         let pepper = Pepper::new(b"test-pepper-0123456789");
+        let id_key = IdKey::new(ID_KEY);
         let ctx = SplitContext {
             pepper: &pepper,
+            id_key: &id_key,
             received_ms: 1_750_040_000_123,
         };
         let mut body = fixture.as_bytes().to_vec();
@@ -334,6 +414,90 @@ mod tests {
         assert_eq!(e["pricing_model"], "CBP");
         assert_eq!(e["billable"], true);
         assert_eq!(e["received_ms"], 1_750_040_000_123u64);
+    }
+
+    #[test]
+    fn meta_ids_become_their_keyed_pseudonyms() {
+        let e = &events_json(fixture("status_sent"))[0];
+        let wamid = "wamid.HBgLMTU1NTEyMzQ1NjcVAgARGBI3MDA4RjU3QkRCQUM2QkQ5QjUA";
+        let key = IdKey::new(ID_KEY).pseudonym(wamid);
+        assert_eq!(e["message_key"], key.to_hex().as_str());
+        for (name, body) in FIXTURES {
+            for e in events_json(body) {
+                for (field, value) in e.as_object().expect("object") {
+                    let Some(text) = value.as_str() else { continue };
+                    if [
+                        "waba_id",
+                        "phone_number_id",
+                        "display_phone_number",
+                        "template_id",
+                    ]
+                    .contains(&field.as_str())
+                    {
+                        continue; // the business's own identifiers
+                    }
+                    let hit = crate::privacy::detect::scan(text);
+                    assert!(hit.is_none(), "{name}.{field}: {hit:?}");
+                }
+            }
+        }
+    }
+
+    /// A user who adopted a username: no number, only business-scoped user ids, which are
+    /// hashed (never masked as digits); a group recipient is not a person.
+    #[test]
+    fn people_without_numbers_and_groups() {
+        let body = r#"{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{
+            "contacts":[{"profile":{"name":"SECRET-NAME","username":"@secret"},"user_id":"US.13491208655302741918","parent_user_id":"US.ENT.11815799212886844830"}],
+            "messages":[{"id":"wamid.a","timestamp":"1750000000","type":"text","text":{"body":"SECRET"}}],
+            "statuses":[
+              {"id":"wamid.b","status":"read","timestamp":"1750000001","recipient_id":"US.999999999999","recipient_user_id":"US.999999999999"},
+              {"id":"wamid.c","status":"sent","timestamp":"1750000002","recipient_id":"120363040000000000@g.us","recipient_type":"group"}
+            ]}}]}]}"#;
+        let events = events_json(body);
+        let pepper = Pepper::new(b"test-pepper-0123456789");
+        let user = |id: &str| pepper.hash_user(id).to_hex().as_str().to_string();
+        let (read, group, inbound) = (&events[0], &events[1], &events[2]);
+        assert_eq!(inbound["user_hash"], user("US.13491208655302741918"));
+        assert_eq!(
+            inbound["parent_user_hash"],
+            user("US.ENT.11815799212886844830")
+        );
+        assert!(inbound.get("person_hash").is_none() && inbound.get("person_masked").is_none());
+        assert_eq!(read["user_hash"], user("US.999999999999"));
+        assert!(
+            read.get("person_masked").is_none(),
+            "a user id is not digits to mask"
+        );
+        assert_eq!(group["recipient_type"], "group");
+        for k in ["person_hash", "person_masked", "user_hash"] {
+            assert!(group.get(k).is_none(), "{k}: {group}");
+        }
+        let text = serde_json::to_string(&events).expect("json");
+        for marker in ["SECRET", "@secret", "US.", "120363040000000000"] {
+            assert!(!text.contains(marker), "{marker} in {text}");
+        }
+    }
+
+    /// `null` or another type where the model expects a list or an object: the webhook
+    /// still parses, the field reads as absent, the rest is kept.
+    #[test]
+    fn changed_types_in_fields_we_do_not_need_are_not_failures() {
+        let body = r#"{"object":"whatsapp_business_account","entry":[{"id":"1","changes":[{"field":"messages","value":{
+            "metadata": "odd", "contacts": null,
+            "messages":[{"from":"919876544321","id":"wamid.a","timestamp":"1750000000","type":"text",
+                "errors":null,"context":"SECRET-CONTEXT","text":{"body":"SECRET"}}, 7, null],
+            "statuses":[{"id":"wamid.b","status":"sent","recipient_id":"919876544321","pricing":[1,2],
+                "conversation":null,"errors":{"code":1}}]}}, "junk"]}, 5]}"#;
+        let events = events_json(body);
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0]["status"], "sent");
+        assert!(events[0].get("pricing_category").is_none());
+        assert_eq!(events[1]["message_type"], "text");
+        assert_eq!(events[1]["person_masked"], "91XXXXXX4321");
+        assert!(!serde_json::to_string(&events)
+            .expect("json")
+            .contains("SECRET"));
     }
 
     #[test]
@@ -445,7 +609,7 @@ mod tests {
             &b"not json"[..],
             b"{\"entry\": 5}",
             b"[]",
-            b"{\"entry\":[{\"changes\":[{\"field\":\"messages\",\"value\":{\"statuses\":[1]}}]}]",
+            b"{\"object\":\"x\"}",
         ] {
             let mut b = bad.to_vec();
             assert!(parse(&mut b).is_err(), "{}", String::from_utf8_lossy(bad));

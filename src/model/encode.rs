@@ -32,16 +32,27 @@ pub fn encode(e: &Event<'_>, out: &mut Vec<u8>) {
     w.text(key!("field"), &e.field);
     w.opt(key!("phone_number_id"), &e.phone_number_id);
     w.opt(key!("display_phone_number"), &e.display_phone_number);
-    w.opt(key!("message_id"), &e.message_id);
+    if let Some(k) = &e.message_key {
+        w.raw_str(key!("message_key"), &k.to_hex().0);
+    }
     w.opt(key!("status"), &e.status);
     w.opt(key!("message_type"), &e.message_type);
+    w.opt(key!("recipient_type"), &e.recipient_type);
     if let Some(m) = &e.person_masked {
         w.raw_str(key!("person_masked"), m.as_bytes());
     }
-    if let Some(h) = &e.person_hash {
-        w.raw_str(key!("person_hash"), &h.to_hex().0);
+    for (key, hash) in [
+        (key!("person_hash"), &e.person_hash),
+        (key!("user_hash"), &e.user_hash),
+        (key!("parent_user_hash"), &e.parent_user_hash),
+    ] {
+        if let Some(h) = hash {
+            w.raw_str(key, &h.to_hex().0);
+        }
     }
-    w.opt(key!("context_message_id"), &e.context_message_id);
+    if let Some(k) = &e.context_message_key {
+        w.raw_str(key!("context_message_key"), &k.to_hex().0);
+    }
     w.opt_bool(key!("forwarded"), e.forwarded);
     w.opt_bool(key!("from_ad"), e.from_ad);
     w.opt(key!("conversation_id"), &e.conversation_id);
@@ -212,12 +223,17 @@ mod tests {
             field: "messages".into(),
             phone_number_id: Some(text.into()),
             display_phone_number: Some("15550783881".into()),
-            message_id: Some(text.into()),
+            message_key: Some(crate::privacy::Pseudonym([0xab; 16])),
             status: Some("read".into()),
             message_type: Some("".into()),
             person_masked: Some(person.masked),
+            recipient_type: Some(text.into()),
             person_hash: Some(person.hash),
-            context_message_id: Some(text.into()),
+            user_hash: Some(person.hash),
+            parent_user_hash: Some(person.hash),
+            context_message_key: Some(crate::privacy::Pseudonym([0xcd; 16])),
+            legacy_message_id: None,
+            legacy_context_message_id: None,
             forwarded: Some(true),
             from_ad: Some(false),
             conversation_id: Some(text.into()),
@@ -247,14 +263,13 @@ mod tests {
     }
 
     /// Every optional string of an event, for checks that must cover them all.
-    fn optional_strings<'e>(e: &'e Event<'_>) -> [&'e Option<Cow<'e, str>>; 20] {
+    fn optional_strings<'e>(e: &'e Event<'_>) -> [&'e Option<Cow<'e, str>>; 19] {
         [
             &e.phone_number_id,
             &e.display_phone_number,
-            &e.message_id,
             &e.status,
             &e.message_type,
-            &e.context_message_id,
+            &e.recipient_type,
             &e.conversation_id,
             &e.conversation_origin,
             &e.pricing_model,
@@ -285,7 +300,7 @@ mod tests {
         let line = hand(&escaped);
         let back: Event = serde_json::from_slice(&line).expect("decode");
         assert_eq!(back, escaped);
-        assert!(matches!(back.message_id, Some(Cow::Owned(_))));
+        assert!(matches!(back.reason, Some(Cow::Owned(_))));
     }
 
     #[test]

@@ -1,20 +1,27 @@
 //! The record bluetick writes to Kafka: one JSON object per status, inbound message or
-//! account update (schema: `schemas/event.v1.schema.json`).
+//! account update (schema: `schemas/event.v2.schema.json`).
 //!
-//! Invariant: an `Event` can only hold metadata. Phone numbers enter it as a [`Person`]
-//! (masked + keyed hash), and it has no field that could carry a body, caption, media id,
-//! location or name. `id` is derived from the update's natural key, so Meta's retries of the
-//! same update produce the same id and deduplicate downstream.
+//! Invariant: an `Event` can only hold metadata. A person enters it only as keyed hashes of
+//! their identifiers (plus the masked form of a phone number), Meta's ids only as keyed
+//! pseudonyms (they carry phone numbers), and it has no field that could carry a body,
+//! caption, media id, location, name or username. `id` is derived from the update's natural
+//! key, so Meta's retries of the same update produce the same id and deduplicate downstream.
+//!
+//! Version 1 events (written before ids were pseudonymised) carried Meta's raw message ids;
+//! the sink still reads them and keys those ids itself ([`Event::legacy_message_id`]).
 
 use crate::privacy::hash::decode_hex;
-use crate::privacy::{MaskedPhone, PhoneHash};
+use crate::privacy::{MaskedPhone, PersonHash, Pseudonym};
 use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_with::skip_serializing_none;
 use std::borrow::Cow;
 use std::fmt;
 
-pub const EVENT_VERSION: u16 = 1;
+pub const EVENT_VERSION: u16 = 2;
+
+/// The oldest event version the sink still reads.
+pub const OLDEST_EVENT_VERSION: u16 = 1;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -193,18 +200,43 @@ pub struct Event<'a> {
     #[serde(borrow, default, deserialize_with = "borrow_opt")]
     pub display_phone_number: Option<Cow<'a, str>>,
 
-    #[serde(borrow, default, deserialize_with = "borrow_opt")]
-    pub message_id: Option<Cow<'a, str>>,
+    /// The keyed pseudonym of Meta's message id (`IdKey::pseudonym`).
+    pub message_key: Option<Pseudonym>,
+    /// Version 1 only: Meta's raw message id. Never written; the sink keys it on read.
+    #[serde(
+        rename = "message_id",
+        borrow,
+        default,
+        skip_serializing,
+        deserialize_with = "borrow_opt"
+    )]
+    pub legacy_message_id: Option<Cow<'a, str>>,
     #[serde(borrow, default, deserialize_with = "borrow_opt")]
     pub status: Option<Cow<'a, str>>,
     #[serde(borrow, default, deserialize_with = "borrow_opt")]
     pub message_type: Option<Cow<'a, str>>,
+    /// `individual` or `group` (a group is not a person: no person fields then).
+    #[serde(borrow, default, deserialize_with = "borrow_opt")]
+    pub recipient_type: Option<Cow<'a, str>>,
     /// The customer (status recipient or inbound sender), masked.
     pub person_masked: Option<MaskedPhone>,
     /// HMAC-SHA256(pepper, digits) of the customer's number, hex.
-    pub person_hash: Option<PhoneHash>,
-    #[serde(borrow, default, deserialize_with = "borrow_opt")]
-    pub context_message_id: Option<Cow<'a, str>>,
+    pub person_hash: Option<PersonHash>,
+    /// HMAC-SHA256(pepper, "u:" + id) of the customer's business-scoped user id, hex.
+    pub user_hash: Option<PersonHash>,
+    /// The same of their parent business-scoped user id (linked business portfolios).
+    pub parent_user_hash: Option<PersonHash>,
+    /// The pseudonym of the message replied to.
+    pub context_message_key: Option<Pseudonym>,
+    /// Version 1 only: the raw id of the message replied to.
+    #[serde(
+        rename = "context_message_id",
+        borrow,
+        default,
+        skip_serializing,
+        deserialize_with = "borrow_opt"
+    )]
+    pub legacy_context_message_id: Option<Cow<'a, str>>,
     pub forwarded: Option<bool>,
     pub from_ad: Option<bool>,
 
@@ -249,6 +281,17 @@ impl Event<'_> {
     /// `Deserialize`.
     pub fn encode(&self, out: &mut Vec<u8>) {
         super::encode::encode(self, out);
+    }
+
+    /// Replaces the raw ids a version 1 event carried by their pseudonyms, so that no raw id
+    /// goes further than the decoder.
+    pub fn key_legacy_ids(&mut self, key: &crate::privacy::IdKey) {
+        if let Some(raw) = self.legacy_message_id.take() {
+            self.message_key = Some(key.pseudonym(&raw));
+        }
+        if let Some(raw) = self.legacy_context_message_id.take() {
+            self.context_message_key = Some(key.pseudonym(&raw));
+        }
     }
 }
 
@@ -352,12 +395,17 @@ mod schema {
             field: "messages".into(),
             phone_number_id: s(),
             display_phone_number: s(),
-            message_id: s(),
+            message_key: Some(Pseudonym([1; 16])),
+            legacy_message_id: s(),
             status: s(),
             message_type: s(),
+            recipient_type: s(),
             person_masked: Some(person.masked),
             person_hash: Some(person.hash),
-            context_message_id: s(),
+            user_hash: Some(person.hash),
+            parent_user_hash: Some(person.hash),
+            context_message_key: Some(Pseudonym([2; 16])),
+            legacy_context_message_id: s(),
             forwarded: Some(true),
             from_ad: Some(false),
             conversation_id: s(),
@@ -382,8 +430,27 @@ mod schema {
         let fields: BTreeSet<String> = value.as_object().expect("object").keys().cloned().collect();
         assert_eq!(
             fields,
-            schema_properties(include_str!("../../schemas/event.v1.schema.json"))
+            schema_properties(include_str!("../../schemas/event.v2.schema.json"))
         );
+    }
+
+    /// A version 1 line (raw wamids) decodes, and its ids are keyed before anything else
+    /// sees them.
+    #[test]
+    fn version_1_events_are_read_and_their_raw_ids_keyed() {
+        let line = r#"{"v":1,"id":"000000000000000000000000000000aa","kind":"message","received_ms":1,"ts":1,"waba_id":"w","field":"messages","message_id":"wamid.HBgLMTU1NTEyMzQ1NjcVAgARGBI3MDA4RjU3QkRCQUM2QkQ5QjUA","context_message_id":"wamid.ctx"}"#;
+        let mut e: Event = serde_json::from_str(line).expect("v1 decodes");
+        assert_eq!(e.v, OLDEST_EVENT_VERSION);
+        let key = crate::privacy::IdKey::new(b"id-key-0123456789");
+        e.key_legacy_ids(&key);
+        assert_eq!(
+            e.message_key,
+            Some(key.pseudonym("wamid.HBgLMTU1NTEyMzQ1NjcVAgARGBI3MDA4RjU3QkRCQUM2QkQ5QjUA"))
+        );
+        assert_eq!(e.context_message_key, Some(key.pseudonym("wamid.ctx")));
+        assert!(e.legacy_message_id.is_none() && e.legacy_context_message_id.is_none());
+        let again = serde_json::to_string(&e).expect("serialize");
+        assert!(!again.contains("wamid"), "{again}");
     }
 
     #[test]

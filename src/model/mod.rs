@@ -12,11 +12,12 @@ mod encode;
 pub mod event;
 pub mod record;
 pub mod rows;
+pub mod skeleton;
 pub mod tables;
 pub mod text;
 pub mod webhook;
 
-pub use event::{Event, EventId, EventKind, SecurityEvent, EVENT_VERSION};
+pub use event::{Event, EventId, EventKind, SecurityEvent, EVENT_VERSION, OLDEST_EVENT_VERSION};
 pub use tables::Table;
 pub use text::Text;
 pub use webhook::Webhook;

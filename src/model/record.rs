@@ -96,7 +96,7 @@ mod tests {
             v: 1,
             id: EventId(u128::from(title.len() as u32)),
             waba_id: "waba".into(),
-            message_id: (!message_id.is_empty()).then(|| message_id.to_string().into()),
+            status: (!message_id.is_empty()).then(|| message_id.to_string().into()),
             error_title: Some(title.to_string().into()),
             ..Event::default()
         }

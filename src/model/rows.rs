@@ -7,7 +7,7 @@
 
 use super::tables::Table;
 use super::{Event, EventId, EventKind, SecurityEvent};
-use crate::privacy::PhoneHash;
+use crate::privacy::{PersonHash, Pseudonym};
 use serde::{Serialize, Serializer};
 use std::borrow::Cow;
 
@@ -42,7 +42,7 @@ fn error_code(e: &Event<'_>) -> i32 {
 
 /// The hash column: hex, or empty for events without a person.
 #[derive(Debug, Clone, Copy)]
-pub struct HashCol(pub Option<PhoneHash>);
+pub struct HashCol(pub Option<PersonHash>);
 
 impl Serialize for HashCol {
     fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
@@ -53,6 +53,21 @@ impl Serialize for HashCol {
     }
 }
 
+/// An id column holding a pseudonym: hex, or empty where the event has none.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyCol(pub Option<Pseudonym>);
+
+impl Serialize for KeyCol {
+    fn serialize<S: Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        match &self.0 {
+            Some(k) => k.serialize(ser),
+            None => ser.serialize_str(""),
+        }
+    }
+}
+
+/// The `message_id` column: since schema 004 it holds the message's pseudonym (ClickHouse
+/// 18.16 cannot rename a column, and the name is in the tables' sorting keys).
 #[derive(Debug, clickhouse::Row, Serialize)]
 pub struct StatusRow<'a> {
     pub event_id: EventId,
@@ -61,7 +76,7 @@ pub struct StatusRow<'a> {
     pub waba_id: &'a str,
     pub phone_number_id: &'a str,
     pub display_phone_number: &'a str,
-    pub message_id: &'a str,
+    pub message_id: KeyCol,
     pub status: &'a str,
     pub person_masked: &'a str,
     pub person_hash: HashCol,
@@ -74,6 +89,9 @@ pub struct StatusRow<'a> {
     pub billable: u8,
     pub error_code: i32,
     pub error_title: &'a str,
+    pub recipient_type: &'a str,
+    pub user_hash: HashCol,
+    pub parent_user_hash: HashCol,
 }
 
 impl<'a> From<&'a Event<'_>> for StatusRow<'a> {
@@ -85,7 +103,7 @@ impl<'a> From<&'a Event<'_>> for StatusRow<'a> {
             waba_id: &e.waba_id,
             phone_number_id: s(&e.phone_number_id),
             display_phone_number: s(&e.display_phone_number),
-            message_id: s(&e.message_id),
+            message_id: KeyCol(e.message_key),
             status: s(&e.status),
             person_masked: e.person_masked.as_ref().map_or("", |m| m.as_str()),
             person_hash: HashCol(e.person_hash),
@@ -98,6 +116,9 @@ impl<'a> From<&'a Event<'_>> for StatusRow<'a> {
             billable: u8::from(e.billable.unwrap_or(false)),
             error_code: error_code(e),
             error_title: s(&e.error_title),
+            recipient_type: s(&e.recipient_type),
+            user_hash: HashCol(e.user_hash),
+            parent_user_hash: HashCol(e.parent_user_hash),
         }
     }
 }
@@ -109,15 +130,17 @@ pub struct InboundRow<'a> {
     pub received_ms: u64,
     pub waba_id: &'a str,
     pub phone_number_id: &'a str,
-    pub message_id: &'a str,
+    pub message_id: KeyCol,
     pub message_type: &'a str,
     pub person_masked: &'a str,
     pub person_hash: HashCol,
-    pub context_message_id: &'a str,
+    pub context_message_id: KeyCol,
     pub forwarded: u8,
     pub from_ad: u8,
     pub error_code: i32,
     pub error_title: &'a str,
+    pub user_hash: HashCol,
+    pub parent_user_hash: HashCol,
 }
 
 impl<'a> From<&'a Event<'_>> for InboundRow<'a> {
@@ -128,15 +151,17 @@ impl<'a> From<&'a Event<'_>> for InboundRow<'a> {
             received_ms: e.received_ms,
             waba_id: &e.waba_id,
             phone_number_id: s(&e.phone_number_id),
-            message_id: s(&e.message_id),
+            message_id: KeyCol(e.message_key),
             message_type: s(&e.message_type),
             person_masked: e.person_masked.as_ref().map_or("", |m| m.as_str()),
             person_hash: HashCol(e.person_hash),
-            context_message_id: s(&e.context_message_id),
+            context_message_id: KeyCol(e.context_message_key),
             forwarded: u8::from(e.forwarded.unwrap_or(false)),
             from_ad: u8::from(e.from_ad.unwrap_or(false)),
             error_code: error_code(e),
             error_title: s(&e.error_title),
+            user_hash: HashCol(e.user_hash),
+            parent_user_hash: HashCol(e.parent_user_hash),
         }
     }
 }
@@ -258,7 +283,7 @@ mod tests {
             ts: 1_795_521_600,
             waba_id: "w".into(),
             field: "messages".into(),
-            message_id: Some("m".into()),
+            message_key: Some(Pseudonym([0xab; 16])),
             status: Some("read".into()),
             person_masked: Some(person.masked),
             person_hash: Some(person.hash),
@@ -284,10 +309,9 @@ mod tests {
         assert_eq!(row.person_masked, "91XXXXXX4321");
         assert_eq!(row.billable, 1);
         assert_eq!(row.error_code, i32::MIN, "out of range is visible");
-        assert_eq!(
-            (row.ts, row.message_id, row.status),
-            (1_795_521_600, "m", "read")
-        );
+        assert_eq!((row.ts, row.status), (1_795_521_600, "read"));
+        let hex = serde_json::to_value(row.message_id).expect("serialize");
+        assert_eq!(hex, "ab".repeat(16));
         let account = AccountRow::from(&e);
         assert_eq!(account.kind, "status");
         assert_eq!(account.template_id, "");

@@ -8,8 +8,30 @@ use crate::config::RetentionConfig;
 const DAY_SECS: u64 = 86_400;
 
 /// The record of erasures: names people by hash too, but is the proof that they were erased,
-/// so it is neither erased nor exported.
+/// so it is neither erased nor exported. Erase writes its rows before it deletes anything;
+/// the sink reads them to keep erased people out (see `sink::erased`).
 pub const ERASURE_AUDIT: &str = "erasure_audit";
+
+/// The columns that hold a person's identifiers, each as a keyed hash: the phone number's,
+/// the business-scoped user id's and the parent user id's. A table holds people if it has
+/// the first.
+pub const PERSON_COLUMNS: [&str; 3] = ["person_hash", "user_hash", "parent_user_hash"];
+
+/// Columns (and event fields) that hold the business's own identifiers — its WABA id, phone
+/// number id, display number and template ids — which are digit strings by design and
+/// identify no person. A privacy scan exempts them, and says so.
+pub const BUSINESS_ID_COLUMNS: &[&str] = &[
+    "waba_id",
+    "phone_number_id",
+    "display_phone_number",
+    "template_id",
+];
+
+/// Columns of Meta's ids, which hold keyed pseudonyms (never the raw id) since schema 004.
+pub const ID_COLUMNS: &[(&str, &[&str])] = &[
+    ("message_status", &["message_id"]),
+    ("inbound_message", &["message_id", "context_message_id"]),
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Table {

@@ -4,18 +4,29 @@
 //! (`messages`, template, quality and account updates); which ones are present depends on
 //! `field`. One flat struct parses in a single pass whatever the key order (Meta sends `value`
 //! before `field`), with no buffering. Keys not named here — message bodies, captions, media,
-//! locations, contact cards, profile names, `biz_opaque_callback_data` — are skipped unread.
+//! locations, contact cards, profile names, usernames, `biz_opaque_callback_data` — are
+//! skipped unread.
+//!
+//! Invariant: only the envelope can fail to parse. Below `entry`, every field is lenient: a
+//! scalar of another type reads as its text or as empty ([`Text`]), an object or list field
+//! that holds `null` or a value of another type reads as absent or empty ([`lenient`],
+//! [`lenient_seq`]), so a change in a field bluetick does not need never rejects a webhook.
 
 use super::Text;
-use serde::de::IgnoredAny;
-use serde::Deserialize;
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::{Deserialize, Deserializer};
 use std::cell::RefCell;
+use std::fmt;
+use std::marker::PhantomData;
 
 #[derive(Debug, Deserialize)]
 pub struct Webhook<'a> {
     #[serde(borrow, default)]
     pub object: Option<Text<'a>>,
-    #[serde(borrow)]
+    /// Required and a list: a body without it is not a webhook. Items that are not objects
+    /// are skipped.
+    #[serde(borrow, deserialize_with = "items")]
     pub entry: Vec<Entry<'a>>,
 }
 
@@ -27,7 +38,7 @@ pub struct Entry<'a> {
     /// Unix seconds; sent on account-level updates, absent on most `messages` changes.
     #[serde(borrow, default)]
     pub time: Option<Text<'a>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "lenient_seq")]
     pub changes: Vec<Change<'a>>,
 }
 
@@ -35,7 +46,7 @@ pub struct Entry<'a> {
 pub struct Change<'a> {
     #[serde(borrow, default)]
     pub field: Text<'a>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "lenient_or_default")]
     pub value: Value<'a>,
 }
 
@@ -43,13 +54,17 @@ pub struct Change<'a> {
 #[derive(Debug, Default, Deserialize)]
 pub struct Value<'a> {
     // field = "messages"
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "lenient")]
     pub metadata: Option<Metadata<'a>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "lenient_seq")]
     pub statuses: Vec<Status<'a>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "lenient_seq")]
     pub messages: Vec<InboundMessage<'a>>,
-    #[serde(borrow, default)]
+    /// Who the messages are from (or statuses for): only their identifiers are read, never
+    /// the profile (name, username).
+    #[serde(borrow, default, deserialize_with = "lenient_seq")]
+    pub contacts: Vec<Contact<'a>>,
+    #[serde(borrow, default, deserialize_with = "lenient_seq")]
     pub errors: Vec<ErrorInfo<'a>>,
 
     // template, quality and account updates
@@ -85,24 +100,51 @@ pub struct Metadata<'a> {
     pub phone_number_id: Option<Text<'a>>,
 }
 
+/// A `contacts[]` item: the person a change is about. `profile` (name, username) is content
+/// and is not declared.
+#[derive(Debug, Deserialize)]
+pub struct Contact<'a> {
+    /// Phone number: personal.
+    #[serde(borrow, default)]
+    pub wa_id: Option<Text<'a>>,
+    /// Business-scoped user id: personal.
+    #[serde(borrow, default)]
+    pub user_id: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    pub parent_user_id: Option<Text<'a>>,
+}
+
 #[derive(Debug, Deserialize)]
 pub struct Status<'a> {
+    /// Meta's message id (`wamid.…`): carries the recipient's number, pseudonymised before
+    /// it leaves the process.
     #[serde(borrow, default)]
     pub id: Text<'a>,
     #[serde(borrow, default)]
     pub status: Text<'a>,
     #[serde(borrow, default)]
     pub timestamp: Option<Text<'a>>,
-    /// The customer's number: personal, masked and hashed before it leaves the process.
+    /// The customer's number — or their user id, or a group id when `recipient_type` is
+    /// `group`: personal (but for groups), hashed before it leaves the process.
     #[serde(borrow, default)]
     pub recipient_id: Option<Text<'a>>,
     #[serde(borrow, default)]
     pub recipient_type: Option<Text<'a>>,
+    /// The recipient's business-scoped user id (and parent id), under the names Meta uses
+    /// for statuses and the shorter ones it uses elsewhere.
     #[serde(borrow, default)]
+    pub recipient_user_id: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    pub recipient_parent_user_id: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    pub user_id: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    pub parent_user_id: Option<Text<'a>>,
+    #[serde(borrow, default, deserialize_with = "lenient")]
     pub conversation: Option<Conversation<'a>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "lenient")]
     pub pricing: Option<Pricing<'a>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "lenient_seq")]
     pub errors: Vec<ErrorInfo<'a>>,
 }
 
@@ -112,7 +154,7 @@ pub struct Conversation<'a> {
     pub id: Option<Text<'a>>,
     #[serde(borrow, default)]
     pub expiration_timestamp: Option<Text<'a>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "lenient")]
     pub origin: Option<Origin<'a>>,
 }
 
@@ -148,34 +190,221 @@ pub struct ErrorInfo<'a> {
 /// not declared, so it is skipped.
 #[derive(Debug, Deserialize)]
 pub struct InboundMessage<'a> {
+    /// Meta's message id (`wamid.…`): carries the sender's number, pseudonymised.
     #[serde(borrow, default)]
     pub id: Text<'a>,
     /// The customer's number: personal, masked and hashed before it leaves the process.
+    /// Absent for a user who adopted a username.
     #[serde(borrow, default)]
     pub from: Option<Text<'a>>,
+    /// The sender's business-scoped user id (and parent id): personal, hashed.
+    #[serde(borrow, default)]
+    pub from_user_id: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    pub from_parent_user_id: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    pub user_id: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    pub parent_user_id: Option<Text<'a>>,
     #[serde(borrow, default)]
     pub timestamp: Option<Text<'a>>,
     #[serde(borrow, default, rename = "type")]
     pub kind: Option<Text<'a>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "lenient")]
     pub context: Option<Context<'a>>,
     /// Present when the conversation started from an ad; its contents (headline, body, media)
     /// are content, so only the presence is read.
     #[serde(default)]
     pub referral: Option<IgnoredAny>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "lenient_seq")]
     pub errors: Vec<ErrorInfo<'a>>,
 }
 
 #[derive(Debug, Deserialize)]
 pub struct Context<'a> {
-    /// The message replied to (a wamid), not personal.
+    /// The message replied to (a wamid, which carries a number): pseudonymised.
     #[serde(borrow, default)]
     pub id: Option<Text<'a>>,
     #[serde(borrow, default)]
     pub forwarded: Option<Text<'a>>,
     #[serde(borrow, default)]
     pub frequently_forwarded: Option<Text<'a>>,
+}
+
+/// An object field as `Some(T)`; `null` or a value of any other type is skipped and reads as
+/// `None`, so Meta changing a field's type never rejects the webhook.
+pub fn lenient<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Ok(Lenient::<T>::deserialize(d)?.0)
+}
+
+/// As [`lenient`], for a field whose absence is its default.
+fn lenient_or_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(lenient(d)?.unwrap_or_default())
+}
+
+/// A list field: its object items as `T`, other items skipped; `null` or a value that is not
+/// a list reads as empty.
+pub fn lenient_seq<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    d.deserialize_any(SeqVisitor {
+        required: false,
+        item: PhantomData,
+    })
+}
+
+/// As [`lenient_seq`], but the value must be a list (the envelope's `entry`).
+fn items<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    d.deserialize_any(SeqVisitor {
+        required: true,
+        item: PhantomData,
+    })
+}
+
+/// `Some(T)` for an object, `None` for anything else (skipped without reading it).
+struct Lenient<T>(Option<T>);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Lenient<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(LenientVisitor(PhantomData)).map(Lenient)
+    }
+}
+
+struct LenientVisitor<T>(PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for LenientVisitor<T> {
+    type Value = Option<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        T::deserialize(MapAccessDeserializer::new(map)).map(Some)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(None)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+}
+
+struct SeqVisitor<T> {
+    required: bool,
+    item: PhantomData<T>,
+}
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for SeqVisitor<T> {
+    type Value = Vec<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.required { "a list" } else { "any value" })
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
+        while let Some(Lenient(item)) = seq.next_element::<Lenient<T>>()? {
+            out.extend(item);
+        }
+        Ok(out)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        if self.required {
+            return Err(de::Error::invalid_type(de::Unexpected::Map, &self));
+        }
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Vec::new())
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        self.other(de::Unexpected::Option)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        self.other(de::Unexpected::Unit)
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+        self.other(de::Unexpected::Bool(v))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        self.other(de::Unexpected::Signed(v))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        self.other(de::Unexpected::Unsigned(v))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        self.other(de::Unexpected::Float(v))
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        // The value is not quoted in the error: it could be anything a person wrote.
+        self.other(de::Unexpected::Other("a string"))
+    }
+}
+
+impl<'de, T: Deserialize<'de>> SeqVisitor<T> {
+    fn other<E: de::Error>(&self, what: de::Unexpected<'_>) -> Result<Vec<T>, E> {
+        if self.required {
+            Err(de::Error::invalid_type(what, self))
+        } else {
+            Ok(Vec::new())
+        }
+    }
 }
 
 /// Deepest nesting a body may have. Meta's payloads nest about eight levels; serde walks the

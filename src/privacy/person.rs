@@ -1,12 +1,13 @@
 //! A person as bluetick keeps them ([`Person`]: never the number itself), and as an operator
-//! names them to `erase` or `export` ([`PersonRef`]: a number or the hash of one).
+//! names them to `erase` or `export` ([`PersonRef`]: a number, a business-scoped user id, or
+//! the keyed hash of either).
 
-use super::{normalize, MaskedPhone, Pepper, PhoneHash};
+use super::{normalize, MaskedPhone, Pepper, PersonHash};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Person {
     pub masked: MaskedPhone,
-    pub hash: PhoneHash,
+    pub hash: PersonHash,
 }
 
 impl Person {
@@ -22,37 +23,75 @@ impl Person {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PersonError {
-    #[error("{source_name} line {line}: {value:?} is neither a phone number nor a 64-digit hash")]
+    /// The value is not echoed: it may be a phone number, which must not reach a log.
+    #[error("{source_name} line {line}: neither a phone number, a user id (CC.…) nor a 64-digit hash ({len} characters)")]
     Unrecognized {
         source_name: String,
         line: usize,
-        value: String,
+        len: usize,
     },
-    #[error("no person given: use --phone, --hash or --from-file")]
+    #[error("no person given: use --phone, --user-id, --hash, --from-file or --stdin")]
     NoneGiven,
 }
 
-/// A person named on the command line or in a file: a phone number (any formatting) or the
-/// keyed hash of one (64 hex digits).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A person named on the command line or in a file: a phone number (any formatting), a
+/// business-scoped user id (`US.1349…`, parent ids `US.ENT.…` too), or the keyed hash of
+/// either (64 hex digits).
+#[derive(Clone, PartialEq, Eq)]
 pub enum PersonRef {
     Phone(String),
-    Hash(PhoneHash),
+    User(String),
+    Hash(PersonHash),
+}
+
+impl std::fmt::Debug for PersonRef {
+    /// Never the number or user id itself.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PersonRef::Phone(p) => write!(
+                f,
+                "Phone({})",
+                MaskedPhone::from_digits(normalize(p).as_str())
+            ),
+            PersonRef::User(_) => f.write_str("User(<redacted>)"),
+            PersonRef::Hash(h) => write!(f, "Hash({h})"),
+        }
+    }
 }
 
 impl PersonRef {
-    /// Reads one entry: 64 hex digits are a hash, 6–20 digits (with `+`, spaces, dashes,
-    /// parentheses) a phone number; anything else is refused.
+    /// Reads one entry: 64 hex digits are a hash, two capital letters and a dot a user id,
+    /// 6–20 digits (with `+`, spaces, dashes, parentheses) a phone number; anything else is
+    /// refused.
     pub fn parse(text: &str) -> Option<PersonRef> {
         let t = text.trim();
         if t.len() == 64 && t.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return PhoneHash::from_hex(&t.to_ascii_lowercase()).map(PersonRef::Hash);
+            return PersonHash::from_hex(&t.to_ascii_lowercase()).map(PersonRef::Hash);
+        }
+        if is_user_id(t) {
+            return Some(PersonRef::User(t.to_string()));
         }
         let allowed = t
             .bytes()
             .all(|b| b.is_ascii_digit() || matches!(b, b'+' | b' ' | b'-' | b'(' | b')' | b'.'));
         let digits = t.bytes().filter(u8::is_ascii_digit).count();
         (allowed && (6..=20).contains(&digits)).then(|| PersonRef::Phone(t.to_string()))
+    }
+
+    /// Reads a value given as a user id (`--user-id`): refused unless it has that shape.
+    pub fn user(text: &str) -> Option<PersonRef> {
+        let t = text.trim();
+        is_user_id(t).then(|| PersonRef::User(t.to_string()))
+    }
+
+    /// Reads a value given as a phone number (`--phone`).
+    pub fn phone(text: &str) -> Option<PersonRef> {
+        PersonRef::parse(text).filter(|r| matches!(r, PersonRef::Phone(_)))
+    }
+
+    /// Reads a value given as a keyed hash (`--hash`).
+    pub fn hash(text: &str) -> Option<PersonRef> {
+        PersonRef::parse(text).filter(|r| matches!(r, PersonRef::Hash(_)))
     }
 
     /// Reads a list: one entry per line; blank lines and `#` comments are skipped.
@@ -67,7 +106,7 @@ impl PersonRef {
                 PersonRef::parse(entry).ok_or_else(|| PersonError::Unrecognized {
                     source_name: source_name.to_string(),
                     line: i + 1,
-                    value: entry.to_string(),
+                    len: entry.chars().count(),
                 })?,
             );
         }
@@ -75,17 +114,38 @@ impl PersonRef {
     }
 }
 
-/// The hashes to search for: each number under every pepper given (current first, then the
-/// one before a rotation), each hash as is; duplicates removed.
-pub fn hashes_of(people: &[PersonRef], peppers: &[&Pepper]) -> Result<Vec<PhoneHash>, PersonError> {
+/// Whether `t` is shaped like a business-scoped user id: `CC.<id>` or `CC.ENT.<id>`, the
+/// country code two capital letters, the id letters and digits.
+pub fn is_user_id(t: &str) -> bool {
+    let mut parts = t.split('.');
+    let (Some(cc), Some(mut id)) = (parts.next(), parts.next()) else {
+        return false;
+    };
+    if id == "ENT" {
+        id = parts.next().unwrap_or_default();
+    }
+    parts.next().is_none()
+        && cc.len() == 2
+        && cc.bytes().all(|c| c.is_ascii_uppercase())
+        && !id.is_empty()
+        && id.bytes().all(|c| c.is_ascii_alphanumeric())
+}
+
+/// The hashes to search for: each number or user id under every pepper given (current first,
+/// then the one before a rotation), each hash as is; duplicates removed.
+pub fn hashes_of(
+    people: &[PersonRef],
+    peppers: &[&Pepper],
+) -> Result<Vec<PersonHash>, PersonError> {
     if people.is_empty() {
         return Err(PersonError::NoneGiven);
     }
-    let mut out: Vec<PhoneHash> = Vec::new();
+    let mut out: Vec<PersonHash> = Vec::new();
     for p in people {
-        let found: Vec<PhoneHash> = match p {
+        let found: Vec<PersonHash> = match p {
             PersonRef::Hash(h) => vec![*h],
             PersonRef::Phone(n) => peppers.iter().map(|k| k.hash_phone(n)).collect(),
+            PersonRef::User(u) => peppers.iter().map(|k| k.hash_user(u)).collect(),
         };
         for h in found {
             if !out.contains(&h) {
@@ -114,9 +174,21 @@ mod person_tests {
         ));
         assert_eq!(PersonRef::parse("robert'); DROP TABLE"), None);
         assert_eq!(PersonRef::parse("123"), None);
-        let e = PersonRef::parse_list("list.txt", "# people\n919876544321\n\nnope\n")
+        assert_eq!(
+            PersonRef::parse("US.13491208655302741918"),
+            Some(PersonRef::User("US.13491208655302741918".into()))
+        );
+        assert!(PersonRef::user("US.ENT.11815799212886844830").is_some());
+        assert_eq!(PersonRef::user("919876544321"), None);
+        let e = PersonRef::parse_list("list.txt", "# people\n919876544321\n\nnope 91987654\n")
             .expect_err("bad line");
         assert!(e.to_string().contains("list.txt line 4"), "{e}");
+        assert!(
+            !e.to_string().contains("91987654"),
+            "never echoes the value: {e}"
+        );
+        let shown = format!("{:?}", PersonRef::parse("919876544321"));
+        assert!(!shown.contains("919876544321"), "{shown}");
     }
 
     #[test]

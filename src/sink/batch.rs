@@ -6,7 +6,8 @@
 //! Invariant: `commit_offsets` covers exactly the records pushed since the last `clear`, so a
 //! batch's offsets are committed only together with (after) all of its rows.
 
-use crate::model::{record, Event, SecurityEvent, EVENT_VERSION};
+use crate::model::{record, Event, SecurityEvent, EVENT_VERSION, OLDEST_EVENT_VERSION};
+use crate::privacy::IdKey;
 use std::ops::Range;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -157,13 +158,19 @@ impl Batch {
 
     /// Decodes every line with serde_json, borrowing strings from the arena. A line that
     /// does not decode, or has a version this build does not know, becomes a [`Reject`].
-    pub fn decode(&self) -> Decoded<'_> {
-        self.decode_into(Vec::new())
+    /// Raw ids of version 1 events are keyed with `id_key` here, before anything else sees
+    /// them.
+    pub fn decode<'a>(&'a self, id_key: &IdKey) -> Decoded<'a> {
+        self.decode_into(Vec::new(), id_key)
     }
 
     /// [`decode`](Self::decode) into the events vector of an earlier batch (kept by
     /// [`recycle`]); whatever it still held is dropped.
-    pub fn decode_into<'a>(&'a self, mut events: Vec<(usize, Event<'a>)>) -> Decoded<'a> {
+    pub fn decode_into<'a>(
+        &'a self,
+        mut events: Vec<(usize, Event<'a>)>,
+        id_key: &IdKey,
+    ) -> Decoded<'a> {
         events.clear();
         events.reserve(self.lines.len());
         let mut out = Decoded {
@@ -173,7 +180,7 @@ impl Batch {
         for (i, line) in self.lines.iter().enumerate() {
             let bytes = &self.arena[line.bytes.clone()];
             let result = match self.records[line.record].source {
-                Source::Events => decode_event(bytes).map(|e| out.events.push((i, e))),
+                Source::Events => decode_event(bytes, id_key).map(|e| out.events.push((i, e))),
                 Source::Security => serde_json::from_slice::<SecurityEvent>(bytes)
                     .map_err(|e| format!("undecodable security event: {e}"))
                     .map(|e| out.security.push((i, e))),
@@ -207,12 +214,14 @@ pub fn recycle<T, U>(mut v: Vec<T>) -> Vec<U> {
 /// The line is checked for UTF-8 once, as a whole, and parsed from `&str`: serde_json then
 /// skips its per-string UTF-8 check, which on ~30 short strings per event cost more (~7 % of
 /// the sink's CPU in a profile) than one pass over the line.
-fn decode_event(bytes: &[u8]) -> Result<Event<'_>, String> {
+fn decode_event<'a>(bytes: &'a [u8], id_key: &IdKey) -> Result<Event<'a>, String> {
     let text = std::str::from_utf8(bytes).map_err(|e| format!("undecodable event: {e}"))?;
-    let event: Event = serde_json::from_str(text).map_err(|e| format!("undecodable event: {e}"))?;
-    if event.v != EVENT_VERSION {
+    let mut event: Event =
+        serde_json::from_str(text).map_err(|e| format!("undecodable event: {e}"))?;
+    if !(OLDEST_EVENT_VERSION..=EVENT_VERSION).contains(&event.v) {
         return Err(format!("unsupported event version {}", event.v));
     }
+    event.key_legacy_ids(id_key);
     Ok(event)
 }
 
@@ -220,6 +229,10 @@ fn decode_event(bytes: &[u8]) -> Result<Event<'_>, String> {
 mod tests {
     use super::*;
     use crate::model::{EventId, EventKind};
+
+    fn key() -> IdKey {
+        IdKey::new(b"id-key-0123456789abcdef")
+    }
 
     fn limits() -> Limits {
         Limits {
@@ -308,7 +321,7 @@ mod tests {
         b.push(Source::Security, 3, 9, b"{}");
         b.push(Source::Events, 1, 41, &record);
         assert_eq!((b.len(), b.rows()), (2, 4));
-        let d = b.decode();
+        let d = b.decode(&key());
         assert_eq!(d.events.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [1, 3]);
         assert_eq!(d.rejects.iter().map(|r| r.line).collect::<Vec<_>>(), [0, 2]);
         let (origin, bytes) = b.line(2).expect("the bad line");
@@ -336,7 +349,7 @@ mod tests {
             0,
             br#"{"v":1,"received_ms":5,"source_ip":"127.0.0.1","reason":"bad_signature","route":"webhook"}"#,
         );
-        let d = b.decode();
+        let d = b.decode(&key());
         assert_eq!(d.events.len(), 1);
         assert!(matches!(
             d.events[0].1.waba_id,

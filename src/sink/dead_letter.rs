@@ -6,6 +6,7 @@
 use super::batch::{Batch, Reject, Source};
 use crate::config::KafkaConfig;
 use crate::kafka::{ProduceError, Producer};
+use crate::model::skeleton::{HEADER_ERROR, HEADER_KIND, HEADER_SOURCE};
 use rdkafka::error::KafkaError;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -56,9 +57,10 @@ impl DeadLetters {
                 record.partition,
                 record.offset
             );
-            let headers: [(&str, &[u8]); 2] = [
-                ("bluetick-error", reject.reason.as_bytes()),
-                ("bluetick-source", source.as_bytes()),
+            let headers: [(&str, &[u8]); 3] = [
+                (HEADER_KIND, b"event"),
+                (HEADER_ERROR, reject.reason.as_bytes()),
+                (HEADER_SOURCE, source.as_bytes()),
             ];
             self.producer
                 .enqueue_with_headers(&self.topic, payload, &headers, &mut pending)

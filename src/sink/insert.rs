@@ -150,7 +150,11 @@ mod tests {
             message_status_days: 1000,
             ..RetentionConfig::default()
         };
-        let rows = Rows::route(&decoded, &Window::new(NOW, &retention));
+        let rows = Rows::route(
+            &decoded,
+            &Window::new(NOW, &retention),
+            &crate::sink::erased::Erased::default(),
+        );
         let chunks = partition_chunks(&rows.status);
         assert_eq!(chunks.iter().map(|c| c.len()).sum::<usize>(), 250);
         for c in &chunks {

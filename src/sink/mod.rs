@@ -14,12 +14,14 @@
 pub mod batch;
 pub mod consume;
 pub mod dead_letter;
+pub mod erased;
 pub mod insert;
 pub mod route;
 
 use self::batch::{recycle, Batch, Limits, Reject};
 use self::consume::Consumer;
 use self::dead_letter::DeadLetters;
+use self::erased::Erased;
 use self::insert::Writer;
 use self::route::{Rows, Window};
 use crate::clickhouse::ClickHouse;
@@ -27,7 +29,9 @@ use crate::clock::{now_ms, now_secs};
 use crate::config::{Config, RetentionConfig};
 use crate::metrics as m;
 use crate::model::rows::TableRow;
+use crate::model::tables::Table;
 use crate::model::Event;
+use crate::privacy::IdKey;
 use metrics::{counter, histogram};
 use rdkafka::message::Message;
 use std::future::Future;
@@ -40,6 +44,8 @@ use tokio::time::Instant;
 pub enum SinkError {
     #[error("kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
 }
 
 /// What a sink run did, for its exit log and for tests.
@@ -49,6 +55,8 @@ pub struct Totals {
     pub records: u64,
     pub rows: u64,
     pub expired: u64,
+    /// Events dropped because their person was erased after them.
+    pub erased: u64,
     pub dead_letters: u64,
 }
 
@@ -69,6 +77,8 @@ pub async fn run(
         shutdown.await;
         let _ = stop_tx.send(true);
     });
+    // v1 events carry Meta's raw ids; the sink keys them as it decodes.
+    let id_key = IdKey::new(cfg.id_key()?.expose().as_bytes());
     let handle = m::install();
     let server = tokio::spawn(crate::ops::serve(
         listener,
@@ -77,17 +87,21 @@ pub async fn run(
     ));
 
     if cfg.kafka.create_topics {
-        if let Err(e) = crate::kafka::ensure_topics(&cfg.kafka, Duration::from_secs(10)).await {
+        if let Err(e) = crate::kafka::topics::ensure(&cfg.kafka, Duration::from_secs(10)).await {
             tracing::warn!(error = %e, "could not create topics; consuming what exists");
         }
     }
     let consumer = Consumer::new(&cfg.kafka, &cfg.sink)?;
+    let ch = ClickHouse::new(&cfg.clickhouse);
     let mut sink = Sink {
         consumer: &consumer,
         writer: Writer::new(
-            ClickHouse::new(&cfg.clickhouse),
+            ch.clone(),
             Duration::from_millis(cfg.sink.insert_timeout_ms),
         ),
+        ch,
+        id_key,
+        erased: Erased::default(),
         dead_letters: DeadLetters::new(&cfg.kafka)?,
         limits: Limits {
             max_rows: cfg.sink.batch_max_rows.max(1) as usize,
@@ -126,6 +140,10 @@ async fn wait_stop(mut stop: watch::Receiver<bool>) {
 struct Sink<'c> {
     consumer: &'c Consumer,
     writer: Writer,
+    ch: ClickHouse,
+    id_key: IdKey,
+    /// Erased identifiers, refreshed before each batch is routed.
+    erased: Erased,
     dead_letters: DeadLetters,
     limits: Limits,
     retention: RetentionConfig,
@@ -189,9 +207,15 @@ impl<'c> Sink<'c> {
     /// told to stop (then nothing is committed and the batch is read again next time).
     async fn flush(&mut self, batch: &Batch) -> Result<(), Stopped> {
         let started = Instant::now();
-        let decoded = batch.decode_into(std::mem::take(&mut self.spare_events));
+        self.refresh_erased().await?;
+        let decoded = batch.decode_into(std::mem::take(&mut self.spare_events), &self.id_key);
         let window = Window::new(now_secs(), &self.retention);
-        let mut rows = Rows::route_into(&decoded, &window, std::mem::take(&mut self.spare_rows));
+        let mut rows = Rows::route_into(
+            &decoded,
+            &window,
+            &self.erased,
+            std::mem::take(&mut self.spare_rows),
+        );
         let mut rejects = std::mem::take(&mut rows.rejects);
         rejects.extend(self.write(&rows.status).await?);
         rejects.extend(self.write(&rows.inbound).await?);
@@ -232,6 +256,26 @@ impl<'c> Sink<'c> {
             delay.record(now_ms.saturating_sub(row.received_ms()) as f64 / 1000.0);
         }
         Ok(rejects)
+    }
+
+    /// Reloads the erased identifiers if `erasure_audit` changed; retried like an insert,
+    /// since routing without them could store an erased person's row again.
+    async fn refresh_erased(&mut self) -> Result<(), Stopped> {
+        let keep_days = Table::ALL
+            .iter()
+            .map(|t| t.retention_days(&self.retention))
+            .max()
+            .unwrap_or(0);
+        let (ch, seen) = (self.ch.clone(), self.erased.seen());
+        let (_, _, mut retry) = self.parts();
+        let reloaded = retry
+            .run("erasures", || Erased::reload(ch.clone(), keep_days, seen))
+            .await?;
+        if let Some(erased) = reloaded {
+            tracing::info!(identifiers = erased.len(), "erased identifiers reloaded");
+            self.erased = erased;
+        }
+        Ok(())
     }
 
     async fn dead_letter(&mut self, batch: &Batch, rejects: &[Reject]) -> Result<(), Stopped> {
@@ -275,10 +319,14 @@ impl<'c> Sink<'c> {
         t.batches += 1;
         t.records += batch.len() as u64;
         t.expired += rows.expired.len() as u64;
+        t.erased += rows.erased.len() as u64;
         t.dead_letters += rejects.len() as u64;
-        t.rows += batch.rows() as u64 - rows.expired.len() as u64 - rejects.len() as u64;
+        t.rows += (batch.rows() - rows.expired.len() - rows.erased.len() - rejects.len()) as u64;
         for (table, _) in &rows.expired {
             counter!(m::SINK_EXPIRED, "table" => table.name()).increment(1);
+        }
+        if !rows.erased.is_empty() {
+            counter!(m::SINK_ERASED).increment(rows.erased.len() as u64);
         }
         histogram!(m::SINK_BATCH_ROWS).record(batch.rows() as f64);
         histogram!(m::SINK_BATCH_SECONDS).record(started.elapsed().as_secs_f64());

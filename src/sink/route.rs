@@ -1,9 +1,11 @@
 //! The sink's routing: each decoded event becomes its table's row (the mapping lives in
-//! `model::rows`), unless its time is past the table's retention (skipped and counted) or
+//! `model::rows`), unless its time is past the table's retention (skipped and counted), it
+//! is about a person erased after it happened (dropped and counted: see `erased`), or it is
 //! more than a day ahead of the sink's clock (dead-lettered: it would make a partition that
 //! retention cannot drop).
 
 use super::batch::{recycle, Decoded, Reject};
+use super::erased::Erased;
 use crate::config::RetentionConfig;
 use crate::model::rows::{AccountRow, InboundRow, SecurityRow, StatusRow};
 use crate::model::tables::{day_of, first_kept_day, Table};
@@ -22,6 +24,8 @@ pub struct Rows<'a> {
     pub security: Vec<(usize, SecurityRow<'a>)>,
     /// Rows not written because they are already past their table's retention.
     pub expired: Vec<(Table, usize)>,
+    /// Lines not written because their person was erased after the event.
+    pub erased: Vec<usize>,
     pub rejects: Vec<Reject>,
 }
 
@@ -65,8 +69,8 @@ impl<'a> Rows<'a> {
     /// Routes each decoded line to its table, sorted by event time so that an INSERT
     /// touches few partitions. Small (ts, position) keys are sorted, not the rows: moving
     /// whole rows around in a sort was the sink's largest cost.
-    pub fn route(decoded: &'a Decoded<'_>, window: &Window) -> Rows<'a> {
-        Rows::route_into(decoded, window, Rows::default())
+    pub fn route(decoded: &'a Decoded<'_>, window: &Window, erased: &Erased) -> Rows<'a> {
+        Rows::route_into(decoded, window, erased, Rows::default())
     }
 
     /// Empties the rows, keeping their vectors' allocations for the next batch.
@@ -77,13 +81,19 @@ impl<'a> Rows<'a> {
             account: recycle(self.account),
             security: recycle(self.security),
             expired: recycle(self.expired),
+            erased: recycle(self.erased),
             rejects: recycle(self.rejects),
         }
     }
 
     /// [`route`](Self::route), into the vectors of an earlier batch's rows (kept by
     /// [`recycled`](Self::recycled)); whatever they still held is dropped.
-    pub fn route_into(decoded: &'a Decoded<'_>, window: &Window, mut rows: Rows<'a>) -> Rows<'a> {
+    pub fn route_into(
+        decoded: &'a Decoded<'_>,
+        window: &Window,
+        erased: &Erased,
+        mut rows: Rows<'a>,
+    ) -> Rows<'a> {
         rows.clear();
         rows.rejects.extend_from_slice(&decoded.rejects);
         // Per table: (event time, position in `decoded.events`).
@@ -91,6 +101,7 @@ impl<'a> Rows<'a> {
         for (pos, (line, event)) in decoded.events.iter().enumerate() {
             let table = event.kind.table();
             match window.check(table, event.ts) {
+                Verdict::Keep if erased.covers(event) => rows.erased.push(*line),
                 Verdict::Keep => order[table.index()].push((event.ts, pos as u32)),
                 Verdict::Expired => rows.expired.push((table, *line)),
                 Verdict::Reject(reason) => rows.rejects.push(Reject {
@@ -134,6 +145,7 @@ impl<'a> Rows<'a> {
         self.account.clear();
         self.security.clear();
         self.expired.clear();
+        self.erased.clear();
         self.rejects.clear();
     }
 
@@ -175,7 +187,7 @@ mod tests {
             received_ms: NOW * 1000,
             waba_id: "w".into(),
             field: "messages".into(),
-            message_id: Some("wamid.1".into()),
+            message_key: Some(crate::privacy::Pseudonym([1; 16])),
             status: Some("read".into()),
             person_masked: Some(person.masked),
             person_hash: Some(person.hash),
@@ -212,7 +224,11 @@ mod tests {
             )],
             rejects: vec![],
         };
-        let rows = Rows::route(&decoded, &Window::new(NOW, &RetentionConfig::default()));
+        let rows = Rows::route(
+            &decoded,
+            &Window::new(NOW, &RetentionConfig::default()),
+            &Erased::default(),
+        );
         let order: Vec<usize> = rows.status.iter().map(|(i, _)| *i).collect();
         assert_eq!(order, [1, 0], "sorted by time");
         assert_eq!(rows.status[0].1.person_masked, "91XXXXXX4321");
@@ -230,5 +246,22 @@ mod tests {
         assert_eq!(rows.inbound.len(), 1);
         assert_eq!(rows.security[0].1.ts, NOW as u32);
         assert_eq!(rows.len(), 5);
+    }
+
+    #[test]
+    fn events_of_people_erased_after_them_are_dropped() {
+        let pepper = Pepper::new(b"pepper-pepper-pepper");
+        let erased = Erased::with(&[(pepper.hash_phone("919876544321"), NOW - 5)]);
+        let decoded = Decoded {
+            events: vec![(0, status(NOW - 10)), (1, status(NOW))],
+            ..Decoded::default()
+        };
+        let rows = Rows::route(
+            &decoded,
+            &Window::new(NOW, &RetentionConfig::default()),
+            &erased,
+        );
+        assert_eq!(rows.erased, [0]);
+        assert_eq!(rows.status.iter().map(|(l, _)| *l).collect::<Vec<_>>(), [1]);
     }
 }

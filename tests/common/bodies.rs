@@ -14,7 +14,7 @@ pub fn statuses_body(n: usize, tag: &str) -> (Vec<u8>, Vec<String>) {
                 let number = format!("9198{:08}", 10_000_000 + i);
                 numbers.push(number.clone());
                 serde_json::json!({
-                    "id": format!("wamid.{tag}.{i:06}"),
+                    "id": super::wamid(&number, &format!("{tag}{i:06}")),
                     "status": statuses[i % statuses.len()],
                     "timestamp": (1_750_000_000 + i).to_string(),
                     "recipient_id": number,

@@ -6,9 +6,11 @@
 //! - [`store`]: ClickHouse helpers and the sink in-process, the whole pipeline per test;
 //! - [`bodies`]: Meta-shaped webhooks with content markers and the fixtures;
 //! - [`relay`]: a TCP relay a test cuts to stage an outage;
+//! - [`audit`]: every table and topic read back and scanned for people and content;
 //! - [`chdb`], [`procs`]: current ClickHouse embedded, and real `bluetick` processes.
 #![allow(dead_code, unused_imports)]
 
+pub mod audit;
 pub mod bodies;
 pub mod chdb;
 pub mod http;
@@ -17,6 +19,7 @@ pub mod procs;
 pub mod relay;
 pub mod store;
 
+pub use audit::*;
 pub use bodies::*;
 pub use http::*;
 pub use kafka::*;
@@ -27,9 +30,23 @@ use bluetick::config::{Config, Secret};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-pub const SECRET: &str = "test-app-secret";
-pub const TOKEN: &str = "test-verify-token";
-pub const PEPPER: &str = "test-pepper-0123456789";
+/// Secrets of the test configs: random-looking, since bluetick refuses placeholders.
+pub const SECRET: &str = "Kq3vX8pZ2mLw7nRt9yBc";
+pub const TOKEN: &str = "verify-token-4471";
+pub const PEPPER: &str = "P4x9Lm2Qv7Zt1Wk8Rj5N";
+pub const ID_KEY: &str = "I7d2Hs9Fq4Kx1Nb6Vm3Y";
+
+/// The pseudonym the pipeline stores for Meta id `raw` under the test id key.
+pub fn key(raw: &str) -> String {
+    bluetick::privacy::IdKey::new(ID_KEY.as_bytes())
+        .pseudonym(raw)
+        .to_string()
+}
+
+/// A message id as Meta makes them (base64 with `number` inside, in clear), unique per tag.
+pub fn wamid(number: &str, tag: &str) -> String {
+    bluetick_loadtest::traffic::wamid(&number.replace(['+', ' '], ""), &tag.to_uppercase())
+}
 
 /// The broker the suite runs against; fails loudly if none listens.
 pub fn brokers() -> String {
@@ -98,6 +115,7 @@ pub fn config() -> Config {
     cfg.ingest.verify_token = Secret(TOKEN.into());
     cfg.ingest.produce_timeout_ms = 5_000;
     cfg.privacy.pepper = Secret(PEPPER.into());
+    cfg.privacy.id_key = Secret(ID_KEY.into());
     cfg.clickhouse.database = unique("bt").replace('-', "_");
     cfg
 }

@@ -2,7 +2,7 @@
 //! not answered 200 delivered again later (Meta retries for up to 7 days), and a record of
 //! each attempt — when it left, when it was answered, with what — to compare with ClickHouse.
 
-use crate::common::{inbound_body, sign, status_body, Status};
+use crate::common::{inbound_body, key, sign, status_body, Status};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
@@ -34,7 +34,7 @@ impl Hook {
             body: body.into(),
             events: statuses
                 .iter()
-                .map(|s| (s.message_id.clone(), s.status.to_string()))
+                .map(|s| (key(&s.message_id), s.status.to_string()))
                 .collect(),
         }
     }
@@ -46,7 +46,7 @@ impl Hook {
             body: body.into(),
             events: from
                 .iter()
-                .map(|(_, id)| (id.clone(), "inbound".to_string()))
+                .map(|(_, id)| (key(id), "inbound".to_string()))
                 .collect(),
         }
     }

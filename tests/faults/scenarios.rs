@@ -2,7 +2,9 @@
 //! the count. Each is bounded: a burst of seconds, retries and waits with deadlines.
 
 use crate::common::procs::{free_port, scratch_dir, Broker, ClickHouseServer};
-use crate::common::{brokers, clickhouse_url, group_progress, now_secs, unique, Status};
+use crate::common::{
+    brokers, clickhouse_url, group_progress, key, now_secs, unique, wamid, Status,
+};
 use crate::meta::{tally, Attempt, Hook, Meta};
 use crate::stage::{score, Stage};
 use crate::Row;
@@ -39,13 +41,17 @@ fn mixed_hooks(tag: &str, n: usize) -> Vec<Hook> {
         .map(|i| {
             if i % 10 == 9 {
                 let from: Vec<(String, String)> = (0..2)
-                    .map(|j| (number(i * 2 + j), format!("wamid.{tag}.in.{i}.{j}")))
+                    .map(|j| {
+                        let n = number(i * 2 + j);
+                        let id = wamid(&n, &format!("{tag}IN{i}X{j}"));
+                        (n, id)
+                    })
                     .collect();
                 return Hook::inbound(&from, ts);
             }
             let statuses: Vec<Status> = (0..1 + (i * 7) % 20)
                 .map(|j| Status {
-                    message_id: format!("wamid.{tag}.{i}.{j}"),
+                    message_id: wamid(&number(i * 31 + j), &format!("{tag}S{i}X{j}")),
                     status: STATUSES[(i + j) % 4],
                     ts: ts - j as u64,
                     number: number(i * 31 + j),
@@ -283,7 +289,7 @@ async fn retries() -> Row {
     let mut hooks = Vec::new();
     let mut latest = HashMap::new();
     for i in 0..200 {
-        let id = format!("wamid.{tag}.{i:04}");
+        let id = wamid(&number(i), &format!("{tag}L{i:04}"));
         let (steps, last) = lifecycle(i);
         for (k, status) in steps.iter().enumerate() {
             hooks.push(Hook::statuses(&[Status {
@@ -293,7 +299,7 @@ async fn retries() -> Row {
                 number: number(i),
             }]));
         }
-        latest.insert(id, last.to_string());
+        latest.insert(key(&id), last.to_string());
     }
     let seed = 0x5eed_0004_u64;
     let mut rng = Rng(seed);
@@ -313,9 +319,11 @@ async fn retries() -> Row {
     let held = stage.settle(&t.acked, Duration::from_secs(90)).await;
     score(&mut row, &hooks, &t, &held);
 
+    let keys: Vec<String> = latest.keys().map(|k| format!("'{k}'")).collect();
     let sql = format!(
         "SELECT message_id, status FROM message_latest_status \
-         WHERE message_id LIKE 'wamid.{tag}.%' FORMAT TSV"
+         WHERE message_id IN ({}) FORMAT TSV",
+        keys.join(",")
     );
     let shown: HashMap<String, String> = crate::common::ch_text(&stage.cfg, &sql)
         .await
