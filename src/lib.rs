@@ -12,7 +12,8 @@
 //!    parse in place, split, mask, produce, 200 only after the broker acked), [`sink`] (Kafka →
 //!    ClickHouse in batches, offsets committed after the insert), [`migrate`] (versioned schema
 //!    and topics), [`retention`] (day-partition drops), [`erase`] and [`export`] (a person's
-//!    rights), [`message_key`] (Meta ids → the pseudonyms stored in their place).
+//!    rights), [`message_key`] (Meta ids → the pseudonyms stored in their place), [`audit`]
+//!    (the privacy promise checked on the live data).
 //! 2. **The data contract and the shared clients**: [`model`] (Meta's wire types, the event
 //!    and its encoding, the records, the ClickHouse rows and tables), [`kafka`] (client
 //!    settings, topics, the bounded producer), [`clickhouse`] (client, quoting, errors, schema
@@ -20,6 +21,7 @@
 //! 3. **Primitives**: [`privacy`] (masking, keyed hashing, people as operators name them),
 //!    [`config`] (file + `BLUETICK_*` env), [`metrics`] (names and recorder), [`clock`].
 
+pub mod audit;
 pub mod clickhouse;
 pub mod clock;
 pub mod config;

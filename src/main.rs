@@ -3,6 +3,7 @@
 use anyhow::Context;
 use bluetick::config::Config;
 use clap::{Parser, Subcommand};
+use std::io::Write;
 use std::path::PathBuf;
 
 /// WhatsApp Business webhooks → Kafka → ClickHouse, keeping masked delivery metadata only.
@@ -100,6 +101,31 @@ enum Command {
         #[arg(long, requires = "out")]
         force: bool,
     },
+    /// Check the privacy promise on the live data: every string column of every table, every
+    /// topic bluetick creates, and the configuration.
+    ///
+    /// Finds phone numbers, ids that decode to one (raw wamids), user ids in clear, content
+    /// where a code belongs (text longer than the column allows), rows past retention, rows of
+    /// people erased after them, topics kept longer than the policy, and placeholder secrets.
+    /// Prints a line per check and per finding (samples masked); exits non-zero on any finding.
+    /// With --every it runs on a schedule and serves the findings per check on /metrics.
+    Audit {
+        /// `text` or `json`.
+        #[arg(long, value_enum, default_value = "text")]
+        format: AuditFormat,
+        /// Rows read per table (newest first); larger tables are sampled, and the report says so.
+        #[arg(long, default_value_t = 1_000_000, value_name = "ROWS")]
+        max_rows: u64,
+        /// Records read per topic partition, from the earliest offset.
+        #[arg(long, default_value_t = 10_000, value_name = "RECORDS")]
+        max_records: u64,
+        /// Run again every SECS seconds, serving bluetick_audit_findings on --listen's /metrics.
+        #[arg(long, value_name = "SECS", requires = "listen")]
+        every: Option<u64>,
+        /// Address of /metrics and /healthz when scheduled.
+        #[arg(long, value_name = "HOST:PORT")]
+        listen: Option<String>,
+    },
     /// Print the pseudonym bluetick stores for each of Meta's ids (wamid.…, wacid.…), to join
     /// bluetick's rows with a send log. Ids come as arguments or, without any, one per line
     /// on stdin.
@@ -125,6 +151,12 @@ enum Command {
         #[arg(long)]
         skip_kafka: bool,
     },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum AuditFormat {
+    Text,
+    Json,
 }
 
 /// Who `erase` and `export` are about. A person's rows are found under every identifier
@@ -287,6 +319,39 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 bluetick::export::run(&cfg, &hashes, format, &mut data, &mut std::io::stderr())
                     .await?;
             }
+            Command::Audit {
+                format,
+                max_rows,
+                max_records,
+                every,
+                listen,
+            } => {
+                let limits = bluetick::audit::Limits {
+                    max_rows,
+                    max_records,
+                };
+                match (every, listen) {
+                    (Some(secs), Some(listen)) => audit_every(&cfg, limits, secs, &listen).await?,
+                    _ => {
+                        let report =
+                            bluetick::audit::run(&cfg, limits, &mut std::io::stderr()).await?;
+                        let mut out = std::io::stdout().lock();
+                        match format {
+                            AuditFormat::Text => report.write_text(&mut out)?,
+                            AuditFormat::Json => {
+                                serde_json::to_writer_pretty(&mut out, &report)?;
+                                writeln!(out)?;
+                            }
+                        }
+                        if !report.is_clean() {
+                            anyhow::bail!(
+                                "the privacy promise does not hold in {} places",
+                                report.findings.len()
+                            );
+                        }
+                    }
+                }
+            }
             Command::MessageKey { ids, with_id } => {
                 let key = bluetick::privacy::IdKey::new(cfg.id_key()?.expose().as_bytes());
                 let output = if with_id {
@@ -313,6 +378,52 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Ok(())
     })
+}
+
+/// Audits every `secs` seconds until a signal, serving the findings per check on `listen`'s
+/// /metrics: what a scheduled audit (a compose service, a Kubernetes Deployment) runs, so that
+/// Prometheus scrapes the result and alerts on it.
+async fn audit_every(
+    cfg: &Config,
+    limits: bluetick::audit::Limits,
+    secs: u64,
+    listen: &str,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(bluetick::ops::serve(
+        listener,
+        bluetick::metrics::install(),
+        {
+            let mut rx = stop_rx.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        },
+    ));
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        match bluetick::audit::run(cfg, limits, &mut std::io::sink()).await {
+            Ok(report) => {
+                report.record_metrics();
+                tracing::info!(findings = report.findings.len(), "audit done");
+                for f in &report.findings {
+                    tracing::warn!(check = f.check, place = %f.place, count = f.count, sample = %f.sample, "audit finding");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "audit failed; trying again at the next run"),
+        }
+        tokio::select! {
+            () = &mut shutdown => break,
+            () = tokio::time::sleep(std::time::Duration::from_secs(secs.max(1))) => {}
+        }
+    }
+    let _ = stop_tx.send(true);
+    let _ = server.await;
+    Ok(())
 }
 
 /// Creates `path` for an export: owner read/write only, and never over an existing file

@@ -32,6 +32,9 @@ pub const SINK_RETRIES: &str = "bluetick_sink_retries_total";
 pub const SINK_COMMIT_FAILURES: &str = "bluetick_sink_commit_failures_total";
 pub const SINK_CONSUME_ERRORS: &str = "bluetick_sink_consume_errors_total";
 
+pub const AUDIT_FINDINGS: &str = "bluetick_audit_findings";
+pub const AUDIT_LAST_RUN: &str = "bluetick_audit_last_run_timestamp_seconds";
+
 /// Every metric bluetick exports; deploy files (alerts, dashboards) are checked against it.
 pub const NAMES: &[&str] = &[
     INGEST_REQUESTS,
@@ -56,6 +59,8 @@ pub const NAMES: &[&str] = &[
     SINK_RETRIES,
     SINK_COMMIT_FAILURES,
     SINK_CONSUME_ERRORS,
+    AUDIT_FINDINGS,
+    AUDIT_LAST_RUN,
 ];
 
 /// Latency buckets (seconds) from 0.5 ms to 10 s: Meta's targets are 250 ms median, 1 s tail.
@@ -167,4 +172,13 @@ fn describe() {
         "Offset commits the broker refused (the records are read again)."
     );
     describe_counter!(SINK_CONSUME_ERRORS, "Errors reported by the consumer.");
+
+    describe_gauge!(
+        AUDIT_FINDINGS,
+        "Places where the privacy promise does not hold, by check, as of the last audit."
+    );
+    describe_gauge!(
+        AUDIT_LAST_RUN,
+        "When the last audit finished (Unix seconds)."
+    );
 }

@@ -194,12 +194,50 @@ fn compose_matches_the_code() {
         .flat_map(|c| c["targets"].as_array().cloned().unwrap_or_default())
         .filter_map(|t| t.as_str().map(String::from))
         .collect();
+    let audit_listen = services["audit"]["command"]
+        .as_array()
+        .and_then(|c| c.iter().skip_while(|w| *w != "--listen").nth(1))
+        .and_then(|v| v.as_str())
+        .expect("the audit serves its findings");
     let expected: BTreeSet<String> = [
         format!("ingest:{}", port_of(&ingest.ingest.listen)),
         format!("sink:{}", port_of(&sink.sink.listen)),
+        format!("audit:{}", port_of(audit_listen)),
     ]
     .into();
     assert_eq!(targets, expected);
+    // Key files go only where they are read.
+    for (name, (sub, cfg)) in &ports {
+        let secrets: BTreeSet<&str> = services[name.as_str()]["secrets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str())
+            .collect();
+        let (pepper, id_key) = keys_read(sub);
+        assert_eq!(
+            secrets.contains("pepper"),
+            pepper,
+            "compose service {name}: pepper"
+        );
+        assert_eq!(
+            secrets.contains("id_key"),
+            id_key,
+            "compose service {name}: id key"
+        );
+        assert_eq!(!cfg.privacy.pepper_file.is_empty(), pepper, "{name}");
+        assert_eq!(!cfg.privacy.id_key_file.is_empty(), id_key, "{name}");
+    }
+}
+
+/// Which keys a role reads: (pepper, id key). Ingest hashes people and keys ids; the sink keys
+/// the raw ids of version 1 events; migrate re-keys rows written before schema 004.
+fn keys_read(role: &str) -> (bool, bool) {
+    match role {
+        "ingest" => (true, true),
+        "sink" | "migrate" => (false, true),
+        _ => (false, false),
+    }
 }
 
 /// Containers of every workload in the k8s manifests: (file, kind, name, container).
@@ -262,19 +300,45 @@ async fn k8s_matches_the_code() {
             vars.insert(name, value);
         }
         let loaded = config_from(&vars, &what);
-        let pepper_file = loaded.privacy.pepper_file.clone();
-        assert!(
-            !pepper_file.is_empty(),
-            "{what}: pepper comes from the mounted secret file"
-        );
-        let mounted = c["volumeMounts"].as_array().into_iter().flatten().any(|m| {
-            let dir = m["mountPath"].as_str().unwrap_or_default();
-            !dir.is_empty() && Path::new(&pepper_file).starts_with(dir)
-        });
-        assert!(
-            mounted,
-            "{what}: BLUETICK_PEPPER_FILE is not on a mounted volume"
-        );
+        // Each key file is mounted where it is read, and only there.
+        let mounts: Vec<String> = c["volumeMounts"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m["mountPath"].as_str().map(String::from))
+            .collect();
+        let (needs_pepper, needs_id_key) = keys_read(sub);
+        for (key, file, needed, secret_dir) in [
+            (
+                "pepper",
+                &loaded.privacy.pepper_file,
+                needs_pepper,
+                "/etc/bluetick/pepper",
+            ),
+            (
+                "id key",
+                &loaded.privacy.id_key_file,
+                needs_id_key,
+                "/etc/bluetick/id-key",
+            ),
+        ] {
+            let mounted = |f: &str| {
+                mounts
+                    .iter()
+                    .any(|d| !f.is_empty() && Path::new(f).starts_with(d))
+            };
+            if needed {
+                assert!(
+                    mounted(file),
+                    "{what}: the {key} file {file:?} is not on a mounted volume"
+                );
+            } else {
+                assert!(
+                    file.is_empty() && !mounts.iter().any(|d| d == secret_dir),
+                    "{what}: {sub} does not read the {key}, so it must not get it"
+                );
+            }
+        }
         let named_port = |name: &str| {
             c["ports"]
                 .as_array()
@@ -312,6 +376,7 @@ async fn k8s_matches_the_code() {
         ("StatefulSet", "sink"),
         ("Job", "migrate"),
         ("CronJob", "retention"),
+        ("Deployment", "audit"),
     ]
     .iter()
     .map(|(k, s)| (k.to_string(), s.to_string()))

@@ -165,7 +165,7 @@ pub fn redact_reason(message: &str) -> String {
         out.push('…');
     }
     flush(&mut digits, &mut out);
-    out.chars().take(300).collect()
+    out.chars().take(250).collect()
 }
 
 #[cfg(test)]

@@ -27,6 +27,50 @@ pub const BUSINESS_ID_COLUMNS: &[&str] = &[
     "template_id",
 ];
 
+/// The longest value each string column's purpose allows, in characters: a code, an enum, a
+/// hash or a title fits; a longer value is content where metadata belongs. Columns not
+/// listed allow [`DEFAULT_MAX_LEN`].
+pub const COLUMN_MAX_LEN: &[(&str, usize)] = &[
+    ("event_id", 32),
+    ("message_id", 32),
+    ("context_message_id", 32),
+    ("person_hash", 64),
+    ("user_hash", 64),
+    ("parent_user_hash", 64),
+    ("person_masked", 20),
+    ("status", 40),
+    ("message_type", 40),
+    ("recipient_type", 40),
+    ("kind", 40),
+    ("field", 64),
+    ("conversation_id", 64),
+    ("conversation_origin", 64),
+    ("pricing_model", 40),
+    ("pricing_category", 64),
+    ("pricing_type", 64),
+    ("update_event", 64),
+    ("previous_quality", 40),
+    ("new_quality", 40),
+    ("current_limit", 40),
+    ("template_language", 16),
+    ("template_name", 512),
+    ("error_title", 256),
+    ("reason", 256),
+    ("source_ip", 45),
+    ("route", 32),
+];
+
+/// The limit of string columns not in [`COLUMN_MAX_LEN`].
+pub const DEFAULT_MAX_LEN: usize = 256;
+
+/// The longest value `column` may hold.
+pub fn max_len(column: &str) -> usize {
+    COLUMN_MAX_LEN
+        .iter()
+        .find(|(c, _)| *c == column)
+        .map_or(DEFAULT_MAX_LEN, |(_, n)| *n)
+}
+
 /// Columns of Meta's ids, which hold keyed pseudonyms (never the raw id) since schema 004.
 pub const ID_COLUMNS: &[(&str, &[&str])] = &[
     ("message_status", &["message_id"]),

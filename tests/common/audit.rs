@@ -1,30 +1,31 @@
 //! Reading back what the pipeline wrote, as an auditor would: every string cell of every table,
 //! every record (payload and headers) of every topic from its first offset, each value run
-//! through `privacy::detect` (numbers, ids that decode to one, user ids) and searched for
-//! content markers.
+//! through the audit's value checks (`bluetick::audit::values`: numbers, ids that decode to
+//! one, user ids, content lengths) and searched for the test's content markers.
 
 use super::store::ch_text;
 use super::unique;
+use bluetick::audit::values::Findings;
 use bluetick::config::Config;
-use bluetick::model::skeleton::STRUCTURAL_HEADERS;
-use bluetick::model::tables::BUSINESS_ID_COLUMNS;
-use bluetick::privacy::detect;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use std::time::{Duration, Instant};
 
-/// What a value must not contain: a content marker, a listed number, or anything the
-/// detector finds. `place` names where the value was.
-fn check(place: &str, value: &str, markers: &[&str], out: &mut Vec<String>) {
-    for m in markers {
-        if value.contains(m) {
-            out.push(format!("{place}: holds {m:?}"));
-        }
+/// The test's content markers and listed numbers found in `text`.
+fn markers_in(place: &str, text: &str, markers: &[&str], out: &mut Vec<String>) {
+    for m in markers.iter().filter(|m| text.contains(*m)) {
+        out.push(format!("{place}: holds {m:?}"));
     }
-    if let Some(hit) = detect::scan(value) {
-        out.push(format!("{place}: {} ({})", hit.kind.as_str(), hit.sample));
-    }
+}
+
+/// What the audit's value checks found, as lines.
+fn listed(findings: Findings) -> Vec<String> {
+    findings
+        .into_list()
+        .into_iter()
+        .map(|f| format!("{}: {} × {} ({})", f.place, f.count, f.check, f.sample))
+        .collect()
 }
 
 /// Every string cell of every table of `cfg`'s database; business identifiers exempt.
@@ -39,25 +40,25 @@ pub async fn scan_tables(cfg: &Config, markers: &[&str]) -> (Vec<String>, u64) {
         ),
     )
     .await;
-    let (mut findings, mut cells) = (Vec::new(), 0);
+    let (mut found, mut marked, mut cells) = (Findings::default(), Vec::new(), 0);
     for line in columns.lines() {
         let Some((table, column)) = line.split_once('\t') else {
             continue;
         };
-        if BUSINESS_ID_COLUMNS.contains(&column) {
-            continue;
-        }
         let values = ch_text(
             cfg,
             &format!("SELECT DISTINCT `{column}` FROM `{table}` FORMAT TSVRaw"),
         )
         .await;
+        let place = format!("{table}.{column}");
         for v in values.lines() {
             cells += 1;
-            check(&format!("{table}.{column}"), v, markers, &mut findings);
+            found.value(&place, column, v);
+            markers_in(&place, v, markers, &mut marked);
         }
     }
-    (findings, cells)
+    marked.extend(listed(found));
+    (marked, cells)
 }
 
 /// Every record of `topic` from the start: payload values (JSON strings, each line of JSON
@@ -87,7 +88,7 @@ pub fn scan_topic(brokers: &str, topic: &str, markers: &[&str]) -> (Vec<String>,
         }
     }
     consumer.assign(&tpl).expect("assign");
-    let (mut findings, mut read) = (Vec::new(), 0u64);
+    let (mut found, mut marked, mut read) = (Findings::default(), Vec::new(), 0u64);
     let deadline = Instant::now() + Duration::from_secs(60);
     while (read as i64) < remaining && Instant::now() < deadline {
         let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) else {
@@ -95,59 +96,38 @@ pub fn scan_topic(brokers: &str, topic: &str, markers: &[&str]) -> (Vec<String>,
         };
         read += 1;
         let place = format!("{topic}/{}/{}", m.partition(), m.offset());
-        if let Some(headers) = m.headers() {
-            for h in headers
-                .iter()
-                .filter(|h| !STRUCTURAL_HEADERS.contains(&h.key))
-            {
-                let value = String::from_utf8_lossy(h.value.unwrap_or_default());
-                check(
-                    &format!("{place} header {}", h.key),
-                    &value,
-                    markers,
-                    &mut findings,
-                );
-            }
-        }
+        let headers: Vec<(String, Vec<u8>)> = m
+            .headers()
+            .map(|h| {
+                h.iter()
+                    .map(|x| (x.key.to_string(), x.value.unwrap_or_default().to_vec()))
+                    .collect()
+            })
+            .unwrap_or_default();
         let payload = m.payload().unwrap_or_default();
-        for line in payload.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            match serde_json::from_slice::<serde_json::Value>(line) {
-                Ok(v) => walk(&place, None, &v, markers, &mut findings),
-                Err(_) => check(
-                    &place,
-                    &String::from_utf8_lossy(line),
-                    markers,
-                    &mut findings,
-                ),
-            }
+        found.record(
+            &place,
+            headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())),
+            payload,
+        );
+        markers_in(
+            &place,
+            &String::from_utf8_lossy(payload),
+            markers,
+            &mut marked,
+        );
+        for (k, v) in &headers {
+            markers_in(
+                &format!("{place} header {k}"),
+                &String::from_utf8_lossy(v),
+                markers,
+                &mut marked,
+            );
         }
     }
     assert_eq!(read as i64, remaining, "read {topic} to its end");
-    (findings, read)
-}
-
-fn walk(
-    place: &str,
-    key: Option<&str>,
-    v: &serde_json::Value,
-    markers: &[&str],
-    out: &mut Vec<String>,
-) {
-    match v {
-        serde_json::Value::String(s) if !key.is_some_and(|k| BUSINESS_ID_COLUMNS.contains(&k)) => {
-            check(&format!("{place} {}", key.unwrap_or("")), s, markers, out);
-        }
-        serde_json::Value::Array(items) => {
-            items.iter().for_each(|i| walk(place, key, i, markers, out))
-        }
-        serde_json::Value::Object(map) => {
-            for (k, item) in map {
-                check(&format!("{place} key"), k, markers, out);
-                walk(place, Some(k), item, markers, out);
-            }
-        }
-        _ => {}
-    }
+    marked.extend(listed(found));
+    (marked, read)
 }
 
 /// Every topic of `cfg`: events, security events, dead letters.
