@@ -16,6 +16,8 @@ TANSU_VERSION=0.6.0
 TANSU="$CACHE/tansu-$TANSU_VERSION/bin/tansu"
 # Current ClickHouse, embedded in PyPI's chdb-core: tests check the schema and queries on it too.
 CHDB_VENV="$CACHE/chdb-venv"
+# The deploy files' validator (scripts/check-deploy.sh).
+DEPLOY_VENV="$CACHE/deploy-venv"
 KAFKA_ADDR=127.0.0.1:9092
 CH_HTTP=http://127.0.0.1:8123
 
@@ -41,10 +43,23 @@ install() {
     cargo install tansu --version "$TANSU_VERSION" --features libsql \
       --root "$CACHE/tansu-$TANSU_VERSION" --quiet
   fi
-  if ! command -v clickhouse-server >/dev/null; then
-    log "installing clickhouse-server from Debian's packages"
+  # ClickHouse; OpenSSL's headers for librdkafka's TLS and SASL/SCRAM; stunnel and the
+  # openssl CLI for the TLS tests; Prometheus' promtool for the alert rules' tests.
+  local need=()
+  command -v clickhouse-server >/dev/null || need+=(clickhouse-server clickhouse-client)
+  dpkg -s libssl-dev >/dev/null 2>&1 || need+=(libssl-dev pkg-config)
+  command -v stunnel4 >/dev/null || need+=(stunnel4)
+  command -v openssl >/dev/null || need+=(openssl)
+  command -v promtool >/dev/null || need+=(prometheus)
+  if [ ${#need[@]} -gt 0 ]; then
+    log "installing from Debian's packages: ${need[*]}"
     as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clickhouse-server clickhouse-client >/dev/null
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  fi
+  if [ ! -x "$DEPLOY_VENV/bin/kubernetes-validate" ]; then
+    log "installing kubernetes-validate (the Kubernetes schemas) into $DEPLOY_VENV"
+    python3 -m venv "$DEPLOY_VENV"
+    "$DEPLOY_VENV/bin/pip" install --quiet --disable-pip-version-check kubernetes-validate
   fi
   if ! "$CHDB_VENV/bin/python" -c 'import chdb' 2>/dev/null; then
     log "installing chdb-core (current ClickHouse, embedded) into $CHDB_VENV"

@@ -11,6 +11,8 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+echo "== deploy files: kubectl kustomize, kubernetes-validate --strict, promtool"
+scripts/check-deploy.sh
 echo "== cargo test"
 # Test harnesses only: the fault suite runs on its own below, with its table printed.
 cargo test --workspace --lib --bins --tests -- --skip nothing_answered_200_is_ever_lost_or_doubled

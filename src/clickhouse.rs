@@ -6,7 +6,7 @@
 //! Invariant: no SQL text built here or by a caller inlines a name or value unquoted; names go
 //! through [`quote_ident`], values through [`quote_literal`] or a bound `?`.
 
-use crate::config::{ClickHouseConfig, WireCompression};
+use crate::config::{ClickHouseConfig, ConfigError, WireCompression};
 use crate::model::tables::{ERASURE_AUDIT, PERSON_COLUMNS};
 use crate::privacy::PersonHash;
 use serde::Deserialize;
@@ -39,7 +39,7 @@ const MISSING_SCHEMA_CODES: &[u32] = &[60, 81, 16, 8];
 
 /// A failed ClickHouse call, with where it went and ClickHouse's error code when it sent one.
 #[derive(Debug, thiserror::Error)]
-#[error("clickhouse at {url}: {message}{}", if self.is_missing_schema() { " (has `bluetick migrate` run?)" } else { "" })]
+#[error("clickhouse at {url}: {message}{}", self.hint())]
 pub struct ClickHouseError {
     url: String,
     code: Option<u32>,
@@ -47,6 +47,10 @@ pub struct ClickHouseError {
     local: bool,
     message: String,
 }
+
+/// ClickHouse's codes for refused credentials: REQUIRED_PASSWORD, WRONG_PASSWORD,
+/// UNKNOWN_USER, AUTHENTICATION_FAILED, IP_ADDRESS_NOT_ALLOWED.
+const AUTH_CODES: &[u32] = &[192, 193, 194, 516, 195];
 
 impl ClickHouseError {
     pub fn new(url: &str, e: ::clickhouse::error::Error) -> Self {
@@ -56,11 +60,22 @@ impl ClickHouseError {
             E::Custom(_) | E::InvalidUtf8Encoding(_) | E::SequenceMustHaveLength
         );
         let text = e.to_string();
+        // The causes say what the top line does not (a refused certificate under "client
+        // error (Connect)").
+        let mut message = first_line(&text);
+        let mut source = std::error::Error::source(&e);
+        while let Some(cause) = source {
+            let cause_text = first_line(&cause.to_string());
+            if !message.contains(&cause_text) {
+                message = format!("{message}: {cause_text}");
+            }
+            source = cause.source();
+        }
         ClickHouseError {
             url: url.to_string(),
             code: exception_code(&text),
             local,
-            message: first_line(&text),
+            message,
         }
     }
 
@@ -83,6 +98,54 @@ impl ClickHouseError {
     pub fn message(&self) -> &str {
         &self.message
     }
+
+    /// The server's certificate was refused (or TLS could not be set up): a setting is
+    /// wrong, not a passing outage.
+    pub fn is_tls(&self) -> bool {
+        let m = self.message.to_ascii_lowercase();
+        [
+            "certificate",
+            "tls",
+            "handshake",
+            "unknownissuer",
+            "notvalidforname",
+        ]
+        .iter()
+        .any(|w| m.contains(w))
+    }
+
+    /// The credentials were refused.
+    pub fn is_auth(&self) -> bool {
+        self.code.is_some_and(|c| AUTH_CODES.contains(&c))
+    }
+
+    /// A wrong setting (TLS, credentials, config) rather than an outage: retrying cannot help.
+    pub fn is_fatal(&self) -> bool {
+        self.is_tls() || self.is_auth()
+    }
+
+    fn hint(&self) -> &'static str {
+        if self.is_tls() {
+            " (check clickhouse.ca_file: the CA that signed the server's certificate, and the \
+             host name in clickhouse.url)"
+        } else if self.is_auth() {
+            " (check clickhouse.user and clickhouse.password(_file))"
+        } else if self.is_missing_schema() {
+            " (has `bluetick migrate` run?)"
+        } else {
+            ""
+        }
+    }
+
+    /// A setting that keeps a client from being built.
+    pub fn config(url: &str, e: ConfigError) -> Self {
+        ClickHouseError {
+            url: url.to_string(),
+            code: None,
+            local: false,
+            message: e.to_string(),
+        }
+    }
 }
 
 /// The `N` of `Code: N` in a ClickHouse exception text.
@@ -104,17 +167,64 @@ fn first_line(text: &str) -> String {
 }
 
 /// A client for `cfg` without a default database. Validation is off because ClickHouse 18.16
-/// rejects the schema-fetching format and setting it relies on.
-pub fn client(cfg: &ClickHouseConfig) -> ::clickhouse::Client {
-    ::clickhouse::Client::default()
+/// rejects the schema-fetching format and setting it relies on. An `https://` URL is verified
+/// against `clickhouse.ca_file` when set, the public web roots otherwise; there is no fallback
+/// to plaintext.
+pub fn client(cfg: &ClickHouseConfig) -> Result<::clickhouse::Client, ConfigError> {
+    let base = if cfg.ca_file.is_empty() {
+        ::clickhouse::Client::default()
+    } else {
+        https_client(&cfg.ca_file)?
+    };
+    Ok(base
         .with_url(&cfg.url)
         .with_user(&cfg.user)
-        .with_password(cfg.password.expose())
+        .with_password(cfg.password()?.expose())
         .with_validation(false)
         .with_compression(match cfg.compression {
             WireCompression::Lz4 => ::clickhouse::Compression::Lz4,
             WireCompression::None => ::clickhouse::Compression::None,
-        })
+        }))
+}
+
+/// A client whose HTTPS trusts exactly the CA certificates (PEM) in `ca_file`.
+fn https_client(ca_file: &str) -> Result<::clickhouse::Client, ConfigError> {
+    use rustls_pki_types::pem::PemObject;
+    let bad = |reason: String| ConfigError::Invalid {
+        key: "clickhouse.ca_file",
+        reason,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = rustls_pki_types::CertificateDer::pem_file_iter(ca_file)
+        .map_err(|e| bad(format!("cannot read {ca_file}: {e}")))?;
+    for cert in certs {
+        let cert = cert.map_err(|e| bad(format!("{ca_file}: {e}")))?;
+        roots
+            .add(cert)
+            .map_err(|e| bad(format!("{ca_file}: not a CA certificate: {e}")))?;
+    }
+    if roots.is_empty() {
+        return Err(bad(format!("{ca_file} holds no certificate")));
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    http.set_keepalive(Some(Duration::from_secs(60)));
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    let http_client =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(2))
+            .build(https);
+    Ok(::clickhouse::Client::with_http_client(http_client))
 }
 
 /// Backquoted identifier, so any database or table name is taken literally.
@@ -205,14 +315,24 @@ impl PeopleTable {
 }
 
 impl ClickHouse {
-    pub fn new(cfg: &ClickHouseConfig) -> Self {
-        let server = client(cfg);
-        ClickHouse {
+    pub fn new(cfg: &ClickHouseConfig) -> Result<Self, ClickHouseError> {
+        let server = client(cfg).map_err(|e| ClickHouseError::config(&cfg.url, e))?;
+        Ok(ClickHouse {
             client: server.clone().with_database(&cfg.database),
             server,
             url: cfg.url.clone(),
             database: cfg.database.clone(),
-        }
+        })
+    }
+
+    /// A round trip to the server: start-up's check that the URL, TLS and credentials work.
+    pub async fn check(&self) -> Result<(), ClickHouseError> {
+        self.server
+            .query("SELECT 1")
+            .fetch_one::<u8>()
+            .await
+            .map(|_| ())
+            .map_err(|e| self.error(e))
     }
 
     /// The client, in this database.

@@ -13,12 +13,14 @@ use std::path::{Path, PathBuf};
 pub const ALIASES: &[(&str, &str, &str)] = &[
     ("BLUETICK_LISTEN", "ingest", "listen"),
     ("BLUETICK_APP_SECRET", "ingest", "app_secret"),
+    ("BLUETICK_APP_SECRET_FILE", "ingest", "app_secret_file"),
     (
         "BLUETICK_APP_SECRET_PREVIOUS",
         "ingest",
         "app_secret_previous",
     ),
     ("BLUETICK_VERIFY_TOKEN", "ingest", "verify_token"),
+    ("BLUETICK_VERIFY_TOKEN_FILE", "ingest", "verify_token_file"),
     ("BLUETICK_PEPPER", "privacy", "pepper"),
     ("BLUETICK_PEPPER_FILE", "privacy", "pepper_file"),
     ("BLUETICK_PEPPER_PREVIOUS", "privacy", "pepper_previous"),
@@ -95,10 +97,14 @@ pub struct IngestConfig {
     pub listen: String,
     /// Meta app secret: X-Hub-Signature-256 is HMAC-SHA256 of the body under it.
     pub app_secret: Secret,
+    /// File holding the app secret; wins over `app_secret`.
+    pub app_secret_file: String,
     /// The secret being rotated out; accepted as well while set.
     pub app_secret_previous: Secret,
+    pub app_secret_previous_file: String,
     /// Token Meta echoes in the GET verification handshake.
     pub verify_token: Secret,
+    pub verify_token_file: String,
     /// Larger bodies answer 413. Meta batches up to 1000 updates (a few MB).
     pub max_body_bytes: u64,
     /// A client must send all request headers within this time.
@@ -116,6 +122,25 @@ pub struct IngestConfig {
     /// Security events waiting for the broker beyond this are counted and dropped, so a flood
     /// of forged requests cannot fill the producer queue that real webhooks need.
     pub max_pending_security_events: u64,
+    /// Refused requests are counted per source, reason and route over this window and written
+    /// as one security event each (a count, not a row per request).
+    pub security_event_window_ms: u64,
+    /// Distinct (source, reason, route) counted per window; more are dropped and counted.
+    pub max_security_sources: u64,
+    /// Bodies up to this size are admitted whenever a request slot is free; larger ones
+    /// reserve their bytes from `body_bytes_in_flight_mib` first.
+    pub small_body_bytes: u64,
+    /// Bytes of bodies larger than `small_body_bytes` held at once across all connections,
+    /// before their signature is checked; past it, 503 + Retry-After. With
+    /// `max_in_flight_requests × small_body_bytes` and the producer queue, this sizes ingest's
+    /// memory: the defaults fit a 512 MiB pod.
+    pub body_bytes_in_flight_mib: u64,
+    /// Address of a separate listener for `/metrics` (and `/healthz`), so that exposing the
+    /// webhook does not expose metrics; empty = `/metrics` on the webhook listener.
+    pub metrics_listen: String,
+    /// Proxies (CIDRs, comma-separated) whose `X-Forwarded-For` names the real source of a
+    /// request; from any other peer the header is ignored.
+    pub trusted_proxies: String,
 }
 
 impl Default for IngestConfig {
@@ -123,16 +148,25 @@ impl Default for IngestConfig {
         IngestConfig {
             listen: "127.0.0.1:8080".into(),
             app_secret: Secret::default(),
+            app_secret_file: String::new(),
             app_secret_previous: Secret::default(),
+            app_secret_previous_file: String::new(),
             verify_token: Secret::default(),
+            verify_token_file: String::new(),
             max_body_bytes: 4 * 1024 * 1024,
             header_read_timeout_ms: 5_000,
             body_read_timeout_ms: 10_000,
             produce_timeout_ms: 5_000,
-            max_in_flight_requests: 4_096,
+            max_in_flight_requests: 1_024,
             retry_after_secs: 5,
             shutdown_grace_ms: 10_000,
             max_pending_security_events: 1_000,
+            security_event_window_ms: 60_000,
+            max_security_sources: 10_000,
+            small_body_bytes: 64 * 1024,
+            body_bytes_in_flight_mib: 128,
+            metrics_listen: String::new(),
+            trusted_proxies: String::new(),
         }
     }
 }
@@ -197,6 +231,60 @@ pub struct KafkaConfig {
     pub message_timeout_ms: u64,
     /// librdkafka debug contexts for troubleshooting (e.g. `cgrp,fetch`); empty = off.
     pub debug: String,
+    /// `plaintext`, `ssl`, `sasl_plaintext` or `sasl_ssl` (librdkafka security.protocol).
+    pub security_protocol: KafkaSecurity,
+    /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`, with a `sasl_*` protocol.
+    pub sasl_mechanism: String,
+    pub sasl_username: String,
+    pub sasl_password: Secret,
+    /// File holding the SASL password; wins over `sasl_password`.
+    pub sasl_password_file: String,
+    /// CA certificates (PEM) that sign the brokers' certificates; empty = the system's.
+    pub ssl_ca_file: String,
+    /// Client certificate and key (PEM), for brokers that authenticate clients by TLS.
+    pub ssl_certificate_file: String,
+    pub ssl_key_file: String,
+    pub ssl_key_password: Secret,
+}
+
+impl KafkaConfig {
+    /// The SASL password, from `kafka.sasl_password_file` or `kafka.sasl_password`.
+    pub fn sasl_password(&self) -> Result<Secret, ConfigError> {
+        read_optional(
+            &self.sasl_password,
+            &self.sasl_password_file,
+            "kafka.sasl_password",
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KafkaSecurity {
+    Plaintext,
+    Ssl,
+    SaslPlaintext,
+    SaslSsl,
+}
+
+impl KafkaSecurity {
+    /// librdkafka's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KafkaSecurity::Plaintext => "plaintext",
+            KafkaSecurity::Ssl => "ssl",
+            KafkaSecurity::SaslPlaintext => "sasl_plaintext",
+            KafkaSecurity::SaslSsl => "sasl_ssl",
+        }
+    }
+
+    pub fn tls(self) -> bool {
+        matches!(self, KafkaSecurity::Ssl | KafkaSecurity::SaslSsl)
+    }
+
+    pub fn sasl(self) -> bool {
+        matches!(self, KafkaSecurity::SaslPlaintext | KafkaSecurity::SaslSsl)
+    }
 }
 
 impl Default for KafkaConfig {
@@ -216,10 +304,19 @@ impl Default for KafkaConfig {
             compression_level: 1,
             linger_ms: 5,
             queue_max_messages: 200_000,
-            queue_max_kib: 256 * 1024,
+            queue_max_kib: 128 * 1024,
             message_max_bytes: 5 * 1024 * 1024,
             message_timeout_ms: 300_000,
             debug: String::new(),
+            security_protocol: KafkaSecurity::Plaintext,
+            sasl_mechanism: "SCRAM-SHA-512".into(),
+            sasl_username: String::new(),
+            sasl_password: Secret::default(),
+            sasl_password_file: String::new(),
+            ssl_ca_file: String::new(),
+            ssl_certificate_file: String::new(),
+            ssl_key_file: String::new(),
+            ssl_key_password: Secret::default(),
         }
     }
 }
@@ -227,14 +324,26 @@ impl Default for KafkaConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ClickHouseConfig {
-    /// HTTP interface, e.g. `http://127.0.0.1:8123`.
+    /// HTTP(S) interface, e.g. `http://127.0.0.1:8123` or `https://host:8443`.
     pub url: String,
     pub database: String,
     pub user: String,
     pub password: Secret,
+    /// File holding the password; wins over `password`.
+    pub password_file: String,
+    /// CA certificates (PEM) that sign the server's certificate, for an `https://` URL;
+    /// empty = the public web roots.
+    pub ca_file: String,
     /// How rows travel to ClickHouse. lz4 costs the sink about a tenth of its CPU and shrinks
     /// the traffic several times; `none` suits a sink on the same host as ClickHouse.
     pub compression: WireCompression,
+}
+
+impl ClickHouseConfig {
+    /// The password, from `clickhouse.password_file` or `clickhouse.password`.
+    pub fn password(&self) -> Result<Secret, ConfigError> {
+        read_optional(&self.password, &self.password_file, "clickhouse.password")
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -251,6 +360,8 @@ impl Default for ClickHouseConfig {
             database: "bluetick".into(),
             user: "default".into(),
             password: Secret::default(),
+            password_file: String::new(),
+            ca_file: String::new(),
             compression: WireCompression::Lz4,
         }
     }
@@ -368,8 +479,30 @@ impl Config {
                 ConfigError::Shape(e.to_string().trim_end().replace('\n', " "))
             })?;
         cfg.check_kafka()?;
+        cfg.check_clickhouse()?;
         cfg.check_retention()?;
         Ok(cfg)
+    }
+
+    /// Checks the ClickHouse settings: a CA file means TLS, so the URL must be `https://`.
+    pub fn check_clickhouse(&self) -> Result<(), ConfigError> {
+        let c = &self.clickhouse;
+        let https = c.url.starts_with("https://");
+        if !https && !c.url.starts_with("http://") {
+            return Err(ConfigError::Invalid {
+                key: "clickhouse.url",
+                reason: "must start with http:// or https://".into(),
+            });
+        }
+        if !c.ca_file.is_empty() && !https {
+            return Err(ConfigError::Invalid {
+                key: "clickhouse.url",
+                reason: "clickhouse.ca_file is set but the URL is http://: bluetick would send \
+                         in plaintext; use https://"
+                    .into(),
+            });
+        }
+        Ok(())
     }
 
     /// Checks that the retention settings agree with each other.
@@ -398,6 +531,29 @@ impl Config {
     /// Checks that the Kafka settings agree with each other.
     pub fn check_kafka(&self) -> Result<(), ConfigError> {
         let k = &self.kafka;
+        let tls_files = [&k.ssl_ca_file, &k.ssl_certificate_file, &k.ssl_key_file];
+        if !k.security_protocol.tls() && tls_files.iter().any(|f| !f.is_empty()) {
+            return Err(ConfigError::Invalid {
+                key: "kafka.security_protocol",
+                reason: "TLS files are set but the protocol is not ssl or sasl_ssl: \
+                         bluetick would send in plaintext"
+                    .into(),
+            });
+        }
+        if k.security_protocol.sasl() {
+            if k.sasl_username.is_empty() {
+                return Err(missing(
+                    "kafka.sasl_username",
+                    "BLUETICK_KAFKA_SASL_USERNAME",
+                ));
+            }
+            if !["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"].contains(&k.sasl_mechanism.as_str()) {
+                return Err(ConfigError::Invalid {
+                    key: "kafka.sasl_mechanism",
+                    reason: "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512".into(),
+                });
+            }
+        }
         if k.dead_letter_retention_ms > k.retention_ms {
             return Err(ConfigError::Invalid {
                 key: "kafka.dead_letter_retention_ms",
@@ -419,18 +575,8 @@ impl Config {
     /// Checks what `bluetick ingest` needs, naming the first missing key.
     pub fn check_ingest(&self) -> Result<(), ConfigError> {
         let i = &self.ingest;
-        if i.app_secret.is_empty() {
-            return Err(missing("ingest.app_secret", "BLUETICK_APP_SECRET"));
-        }
-        refuse_weak(&i.app_secret, "ingest.app_secret", "BLUETICK_APP_SECRET")?;
-        if !i.app_secret_previous.is_empty() {
-            refuse_weak(
-                &i.app_secret_previous,
-                "ingest.app_secret_previous",
-                "BLUETICK_APP_SECRET_PREVIOUS",
-            )?;
-        }
-        if i.verify_token.is_empty() {
+        self.app_secrets()?;
+        if self.verify_token()?.is_empty() {
             return Err(missing("ingest.verify_token", "BLUETICK_VERIFY_TOKEN"));
         }
         if i.listen.parse::<std::net::SocketAddr>().is_err() {
@@ -439,6 +585,14 @@ impl Config {
                 reason: format!("{:?} is not host:port", i.listen),
             });
         }
+        if !i.metrics_listen.is_empty() && i.metrics_listen.parse::<std::net::SocketAddr>().is_err()
+        {
+            return Err(ConfigError::Invalid {
+                key: "ingest.metrics_listen",
+                reason: format!("{:?} is not host:port", i.metrics_listen),
+            });
+        }
+        self.trusted_proxies()?;
         if self.kafka.message_max_bytes <= i.max_body_bytes {
             return Err(ConfigError::Invalid {
                 key: "kafka.message_max_bytes",
@@ -446,6 +600,54 @@ impl Config {
             });
         }
         Ok(())
+    }
+
+    /// The app secret and the one being rotated out (empty if none), from their files or
+    /// values; refused if missing or weak.
+    pub fn app_secrets(&self) -> Result<(Secret, Secret), ConfigError> {
+        let i = &self.ingest;
+        let current = read_optional(&i.app_secret, &i.app_secret_file, "ingest.app_secret")?;
+        if current.is_empty() {
+            return Err(missing("ingest.app_secret", "BLUETICK_APP_SECRET"));
+        }
+        refuse_weak(&current, "ingest.app_secret", "BLUETICK_APP_SECRET")?;
+        let previous = read_optional(
+            &i.app_secret_previous,
+            &i.app_secret_previous_file,
+            "ingest.app_secret_previous",
+        )?;
+        if !previous.is_empty() {
+            refuse_weak(
+                &previous,
+                "ingest.app_secret_previous",
+                "BLUETICK_APP_SECRET_PREVIOUS",
+            )?;
+        }
+        Ok((current, previous))
+    }
+
+    /// The webhook verify token, from its file or value.
+    pub fn verify_token(&self) -> Result<Secret, ConfigError> {
+        let i = &self.ingest;
+        read_optional(&i.verify_token, &i.verify_token_file, "ingest.verify_token")
+    }
+
+    /// `ingest.trusted_proxies` as networks.
+    pub fn trusted_proxies(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+        self.ingest
+            .trusted_proxies
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse::<ipnet::IpNet>()
+                    .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| ConfigError::Invalid {
+                        key: "ingest.trusted_proxies",
+                        reason: format!("{s:?} is not an address or CIDR network"),
+                    })
+            })
+            .collect()
     }
 
     /// The key of the phone-number hash, from `privacy.pepper_file` or `privacy.pepper`.
@@ -507,6 +709,18 @@ fn read_key(
     }
     refuse_weak(&secret, key, var)?;
     Ok(secret)
+}
+
+/// A secret that may be empty, given inline or, winning over it, in a file.
+fn read_optional(value: &Secret, file: &str, key: &'static str) -> Result<Secret, ConfigError> {
+    if file.is_empty() {
+        return Ok(value.clone());
+    }
+    let text = std::fs::read_to_string(file).map_err(|e| ConfigError::Invalid {
+        key,
+        reason: format!("cannot read {file}: {e}"),
+    })?;
+    Ok(Secret(text.trim_end_matches(['\r', '\n']).to_string()))
 }
 
 /// Words that mark a value as a placeholder someone forgot to replace (the example files',

@@ -71,7 +71,7 @@ pub async fn run(
     waits: Waits,
     out: &mut dyn Write,
 ) -> Result<Report, EraseError> {
-    let ch = ClickHouse::new(&cfg.clickhouse);
+    let ch = ClickHouse::new(&cfg.clickhouse)?;
     let requested_at = now_secs();
     let request_id = request_id(hashes, requested_at);
     let tables = ch.people_tables().await?;
@@ -353,7 +353,7 @@ mod tests {
             columns: vec!["person_hash", "user_hash"],
         };
         let cfg = crate::config::ClickHouseConfig::default();
-        let ch = ClickHouse::new(&cfg);
+        let ch = ClickHouse::new(&cfg).expect("client");
         let request = Request {
             ch: &ch,
             id: "er-1-x",

@@ -41,7 +41,7 @@ pub async fn run(
     data: &mut dyn Write,
     progress: &mut dyn Write,
 ) -> Result<Summary, ExportError> {
-    let ch = ClickHouse::new(&cfg.clickhouse);
+    let ch = ClickHouse::new(&cfg.clickhouse)?;
     let people = ch.people_tables().await?;
     let identifiers = ch.linked_identifiers(&people, hashes).await?;
     let mut tables = Vec::new();

@@ -15,6 +15,7 @@ pub const INGEST_EVENTS: &str = "bluetick_ingest_events_total";
 pub const INGEST_PRODUCE_SECONDS: &str = "bluetick_ingest_produce_duration_seconds";
 pub const INGEST_IN_FLIGHT: &str = "bluetick_ingest_in_flight_requests";
 pub const INGEST_PRODUCER_QUEUE: &str = "bluetick_ingest_producer_queue_messages";
+pub const INGEST_BODY_BYTES: &str = "bluetick_ingest_large_body_bytes";
 pub const INGEST_DEAD_LETTERS: &str = "bluetick_ingest_dead_letters_total";
 pub const INGEST_DROPPED: &str = "bluetick_ingest_dropped_total";
 
@@ -44,6 +45,7 @@ pub const NAMES: &[&str] = &[
     INGEST_PRODUCE_SECONDS,
     INGEST_IN_FLIGHT,
     INGEST_PRODUCER_QUEUE,
+    INGEST_BODY_BYTES,
     INGEST_DEAD_LETTERS,
     INGEST_DROPPED,
     SINK_ROWS,
@@ -122,6 +124,10 @@ fn describe() {
     describe_gauge!(
         INGEST_PRODUCER_QUEUE,
         "Records queued in the producer, not yet acked."
+    );
+    describe_gauge!(
+        INGEST_BODY_BYTES,
+        "Bytes of bodies larger than ingest.small_body_bytes held now (bounded by body_bytes_in_flight_mib)."
     );
     describe_counter!(
         INGEST_DEAD_LETTERS,

@@ -43,6 +43,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "004_people_and_keys.sql",
         sql: include_str!("../schemas/clickhouse/004_people_and_keys.sql"),
     },
+    Migration {
+        version: 5,
+        name: "005_security_counts.sql",
+        sql: include_str!("../schemas/clickhouse/005_security_counts.sql"),
+    },
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -97,7 +102,7 @@ impl Migration {
 
 /// Applies what is missing and reports each file on `out`. Returns how many were applied.
 pub async fn run(cfg: &Config, out: &mut impl Write) -> Result<usize, MigrateError> {
-    let ch = ClickHouse::new(&cfg.clickhouse);
+    let ch = ClickHouse::new(&cfg.clickhouse)?;
     let db = quote_ident(ch.database());
     ch.server()
         .query(&format!("CREATE DATABASE IF NOT EXISTS {db}"))
@@ -247,6 +252,12 @@ async fn rekey_legacy_ids(
 /// and replication checked, `retention.ms` (and `min.insync.replicas`) set where they differ.
 pub async fn topics(cfg: &Config, out: &mut impl Write) -> Result<(), MigrateError> {
     let k = &cfg.kafka;
+    let c = k.clone();
+    tokio::task::spawn_blocking(move || {
+        crate::kafka::check_connection(&c, Duration::from_secs(15))
+    })
+    .await
+    .map_err(|e| MigrateError::Io(std::io::Error::other(e)))??;
     for t in crate::kafka::topics::align(k, Duration::from_secs(15)).await? {
         let what = if t.created { "created" } else { "present" };
         writeln!(out, "  {} {}", t.name, what)?;

@@ -45,7 +45,7 @@ pub async fn run(
     dry_run: bool,
     out: &mut impl Write,
 ) -> Result<Outcome, RetentionError> {
-    let ch = ClickHouse::new(&cfg.clickhouse);
+    let ch = ClickHouse::new(&cfg.clickhouse)?;
     let partitions = list(&ch).await?;
     let now = crate::clock::now_secs();
     let (expired, kept) = split(partitions, now, &cfg.retention);
@@ -131,7 +131,7 @@ pub struct Compliance {
 
 /// Prints the policy (days and basis per table) against what each table holds today.
 pub async fn report(cfg: &Config, out: &mut impl Write) -> Result<Vec<Compliance>, RetentionError> {
-    let ch = ClickHouse::new(&cfg.clickhouse);
+    let ch = ClickHouse::new(&cfg.clickhouse)?;
     let partitions = list(&ch).await?;
     let now = crate::clock::now_secs();
     let policy = &cfg.retention;

@@ -165,6 +165,16 @@ fn compose_matches_the_code() {
         subcommand_exists(&sub);
         ports.insert(name.clone(), (sub, cfg));
     }
+    // Every port on the host's loopback only: the webhook goes behind a TLS proxy.
+    for (name, svc) in services {
+        for p in svc["ports"].as_array().into_iter().flatten() {
+            let p = p.as_str().expect("ports as strings");
+            assert!(
+                p.starts_with("127.0.0.1:"),
+                "{name} publishes {p} beyond loopback"
+            );
+        }
+    }
     let published = |svc: &str| -> Vec<u16> {
         services[svc]["ports"]
             .as_array()
@@ -179,8 +189,15 @@ fn compose_matches_the_code() {
         ingest.ingest.listen.starts_with("0.0.0.0:"),
         "reachable from outside the container"
     );
+    assert!(
+        !ingest.ingest.metrics_listen.is_empty(),
+        "ingest serves /metrics on its own listener, not on the webhook's"
+    );
     let (_, sink) = &ports["sink"];
-    assert_eq!(published("sink"), [port_of(&sink.sink.listen)]);
+    assert!(
+        published("sink").is_empty(),
+        "only Prometheus reads the sink"
+    );
     assert_eq!(ports["migrate"].0, "migrate");
     assert_eq!(ports["retention"].0, "retention");
 
@@ -200,79 +217,191 @@ fn compose_matches_the_code() {
         .and_then(|v| v.as_str())
         .expect("the audit serves its findings");
     let expected: BTreeSet<String> = [
-        format!("ingest:{}", port_of(&ingest.ingest.listen)),
+        format!("ingest:{}", port_of(&ingest.ingest.metrics_listen)),
         format!("sink:{}", port_of(&sink.sink.listen)),
         format!("audit:{}", port_of(audit_listen)),
     ]
     .into();
     assert_eq!(targets, expected);
-    // Key files go only where they are read.
+    // Each role gets exactly the secrets it reads, as files, and its own ClickHouse user.
     for (name, (sub, cfg)) in &ports {
-        let secrets: BTreeSet<&str> = services[name.as_str()]["secrets"]
+        let given: BTreeSet<String> = services[name.as_str()]["secrets"]
             .as_array()
             .into_iter()
             .flatten()
-            .filter_map(|v| v.as_str())
+            .filter_map(|v| v.as_str().map(String::from))
             .collect();
-        let (pepper, id_key) = keys_read(sub);
-        assert_eq!(
-            secrets.contains("pepper"),
-            pepper,
-            "compose service {name}: pepper"
-        );
-        assert_eq!(
-            secrets.contains("id_key"),
-            id_key,
-            "compose service {name}: id key"
-        );
-        assert_eq!(!cfg.privacy.pepper_file.is_empty(), pepper, "{name}");
-        assert_eq!(!cfg.privacy.id_key_file.is_empty(), id_key, "{name}");
+        let read: BTreeSet<String> = files_read(cfg)
+            .into_iter()
+            .map(|(setting, path)| {
+                path.strip_prefix("/run/secrets/")
+                    .unwrap_or_else(|| panic!("{name}: {setting} = {path} is not a secret file"))
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(given, read, "compose service {name}: secrets given vs read");
+        assert_role(sub, cfg, &format!("compose service {name}"));
     }
+    // Grafana: admin password from a secret, the plugin pinned, its state on a volume, and
+    // ClickHouse read as the reader.
+    let grafana = &services["grafana"];
+    let admin_file = grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD__FILE"]
+        .as_str()
+        .expect("Grafana's admin password from a file");
+    let grafana_secrets: Vec<&str> = grafana["secrets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert!(grafana_secrets
+        .iter()
+        .any(|s| admin_file == format!("/run/secrets/{s}")));
+    assert!(grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD"].is_null());
+    let plugins = grafana["environment"]["GF_INSTALL_PLUGINS"]
+        .as_str()
+        .expect("plugins");
+    for plugin in plugins.split(',') {
+        let version = plugin.split_whitespace().nth(1).unwrap_or_default();
+        assert!(
+            version.split('.').all(|n| n.parse::<u32>().is_ok()) && !version.is_empty(),
+            "plugin {plugin:?} is not pinned to a version"
+        );
+    }
+    assert!(grafana["volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|v| v.as_str().is_some_and(|v| v.ends_with(":/var/lib/grafana"))));
+    let sources = &yaml_docs("deploy/grafana/provisioning/datasources/datasources.yaml")[0];
+    let ch = sources["datasources"]
+        .as_array()
+        .expect("datasources")
+        .iter()
+        .find(|d| d["type"] == "grafana-clickhouse-datasource")
+        .expect("a ClickHouse data source");
+    assert_eq!(ch["jsonData"]["username"], "bluetick_reader");
+    let password = ch["secureJsonData"]["password"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(grafana_secrets
+        .iter()
+        .any(|s| password == format!("$__file{{/run/secrets/{s}}}")));
 }
 
-/// Which keys a role reads: (pepper, id key). Ingest hashes people and keys ids; the sink keys
-/// the raw ids of version 1 events; migrate re-keys rows written before schema 004.
-fn keys_read(role: &str) -> (bool, bool) {
-    match role {
-        "ingest" => (true, true),
-        "sink" | "migrate" => (false, true),
-        _ => (false, false),
-    }
+/// Every file a configuration reads: (setting, path).
+fn files_read(cfg: &Config) -> Vec<(&'static str, String)> {
+    let (i, p, k, c) = (&cfg.ingest, &cfg.privacy, &cfg.kafka, &cfg.clickhouse);
+    [
+        ("ingest.app_secret_file", &i.app_secret_file),
+        (
+            "ingest.app_secret_previous_file",
+            &i.app_secret_previous_file,
+        ),
+        ("ingest.verify_token_file", &i.verify_token_file),
+        ("privacy.pepper_file", &p.pepper_file),
+        ("privacy.pepper_previous_file", &p.pepper_previous_file),
+        ("privacy.id_key_file", &p.id_key_file),
+        ("kafka.sasl_password_file", &k.sasl_password_file),
+        ("kafka.ssl_ca_file", &k.ssl_ca_file),
+        ("kafka.ssl_certificate_file", &k.ssl_certificate_file),
+        ("kafka.ssl_key_file", &k.ssl_key_file),
+        ("clickhouse.password_file", &c.password_file),
+        ("clickhouse.ca_file", &c.ca_file),
+    ]
+    .into_iter()
+    .filter(|(_, path)| !path.is_empty())
+    .map(|(setting, path)| (setting, path.clone()))
+    .collect()
 }
 
-/// Containers of every workload in the k8s manifests: (file, kind, name, container).
-fn k8s_containers() -> Vec<(String, String, Value)> {
+/// Least privilege per role: its ClickHouse user (deploy/clickhouse/) and the keys it reads.
+/// Ingest hashes people and keys ids, and never touches ClickHouse; the sink keys the raw ids
+/// of version 1 events; migrate re-keys rows written before schema 004; nothing else holds
+/// the pepper or the id key.
+fn assert_role(role: &str, cfg: &Config, what: &str) {
+    let (user, pepper, id_key) = match role {
+        "ingest" => ("", true, true),
+        "sink" => ("bluetick_writer", false, true),
+        "migrate" => ("bluetick_admin", false, true),
+        "retention" => ("bluetick_admin", false, false),
+        "audit" => ("bluetick_reader", false, false),
+        other => panic!("{what}: unknown role {other}"),
+    };
+    let c = &cfg.clickhouse;
+    if user.is_empty() {
+        assert!(
+            c.password_file.is_empty(),
+            "{what}: ingest gets no ClickHouse password"
+        );
+    } else {
+        assert_eq!(c.user, user, "{what}: ClickHouse user");
+        assert!(
+            !c.password_file.is_empty(),
+            "{what}: ClickHouse password from a file"
+        );
+    }
+    assert_eq!(
+        !cfg.privacy.pepper_file.is_empty(),
+        pepper,
+        "{what}: pepper"
+    );
+    assert_eq!(
+        !cfg.privacy.id_key_file.is_empty(),
+        id_key,
+        "{what}: id key"
+    );
+    let in_env = [
+        &cfg.ingest.app_secret,
+        &cfg.ingest.verify_token,
+        &cfg.privacy.pepper,
+        &cfg.privacy.id_key,
+        &c.password,
+        &cfg.kafka.sasl_password,
+    ];
+    assert!(
+        in_env.iter().all(|s| s.expose().is_empty()),
+        "{what}: a secret in the environment rather than in a file"
+    );
+}
+
+/// Pod specs of every workload in the k8s manifests: (file and kind, kind, pod spec).
+fn k8s_pods(docs: &[(String, Value)]) -> Vec<(String, String, Value)> {
     let mut out = Vec::new();
-    for f in files("deploy/k8s", &["yaml"]) {
-        for doc in yaml_docs(&f) {
-            let kind = doc["kind"].as_str().unwrap_or_default().to_string();
-            let spec = match kind.as_str() {
-                "Deployment" | "StatefulSet" | "Job" => &doc["spec"]["template"]["spec"],
-                "CronJob" => &doc["spec"]["jobTemplate"]["spec"]["template"]["spec"],
-                _ => continue,
-            };
-            for c in spec["containers"].as_array().into_iter().flatten() {
-                out.push((format!("{f} {kind}"), kind.clone(), c.clone()));
-            }
-        }
+    for (f, doc) in docs {
+        let kind = doc["kind"].as_str().unwrap_or_default().to_string();
+        let spec = match kind.as_str() {
+            "Deployment" | "StatefulSet" | "Job" => &doc["spec"]["template"]["spec"],
+            "CronJob" => &doc["spec"]["jobTemplate"]["spec"]["template"]["spec"],
+            _ => continue,
+        };
+        out.push((format!("{f} {kind}"), kind, spec.clone()));
     }
     out
 }
 
-fn k8s_config_map() -> BTreeMap<String, String> {
-    let doc = yaml_docs("deploy/k8s/config.yaml").remove(0);
-    assert_eq!(doc["kind"], "ConfigMap");
-    let mut vars: BTreeMap<String, String> = doc["data"]
-        .as_object()
-        .expect("data")
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string()))
-        .collect();
-    for secret in yaml_docs("deploy/k8s/secrets.example.yaml") {
-        if secret["metadata"]["name"] == "bluetick-secrets" {
-            for (k, v) in secret["stringData"].as_object().expect("stringData") {
-                vars.insert(k.clone(), v.as_str().unwrap_or_default().to_string());
-            }
+fn k8s_docs() -> Vec<(String, Value)> {
+    files("deploy/k8s", &["yaml"])
+        .into_iter()
+        .flat_map(|f| yaml_docs(&f).into_iter().map(move |d| (f.clone(), d)))
+        .collect()
+}
+
+/// The data of the ConfigMaps a container takes with `envFrom`.
+fn k8s_env_from(docs: &[(String, Value)], c: &Value) -> BTreeMap<String, String> {
+    let mut vars = BTreeMap::new();
+    for source in c["envFrom"].as_array().into_iter().flatten() {
+        assert!(
+            source["secretRef"].is_null(),
+            "secrets are mounted as files, not taken as environment"
+        );
+        let name = &source["configMapRef"]["name"];
+        let (_, map) = docs
+            .iter()
+            .find(|(_, d)| d["kind"] == "ConfigMap" && d["metadata"]["name"] == *name)
+            .unwrap_or_else(|| panic!("no ConfigMap {name}"));
+        for (k, v) in map["data"].as_object().expect("data") {
+            vars.insert(k.clone(), v.as_str().unwrap_or_default().to_string());
         }
     }
     vars
@@ -281,63 +410,51 @@ fn k8s_config_map() -> BTreeMap<String, String> {
 #[tokio::test]
 async fn k8s_matches_the_code() {
     let (cfg, ingest, sink) = pipeline().await;
-    let shared = k8s_config_map();
-    let kustomized: BTreeSet<String> = yaml_docs("deploy/k8s/kustomization.yaml")[0]["resources"]
-        .as_array()
-        .expect("resources")
-        .iter()
-        .filter_map(|r| r.as_str().map(String::from))
-        .collect();
+    let docs = k8s_docs();
     let mut roles = BTreeSet::new();
-    for (what, kind, c) in k8s_containers() {
+    for (what, kind, pod) in k8s_pods(&docs) {
+        let c = &pod["containers"][0];
         let sub = c["args"][0].as_str().expect("args[0] is the subcommand");
         subcommand_exists(sub);
         roles.insert((kind.clone(), sub.to_string()));
-        let mut vars = shared.clone();
+        let mut vars = k8s_env_from(&docs, c);
         for e in c["env"].as_array().into_iter().flatten() {
             let name = e["name"].as_str().expect("env name").to_string();
             let value = e["value"].as_str().unwrap_or("sink-0").to_string();
             vars.insert(name, value);
         }
         let loaded = config_from(&vars, &what);
-        // Each key file is mounted where it is read, and only there.
-        let mounts: Vec<String> = c["volumeMounts"]
+        assert_role(sub, &loaded, &what);
+        // Every file read is on a mounted volume; every mounted secret holds a file read.
+        let volumes: BTreeMap<&str, &Value> = pod["volumes"]
             .as_array()
             .into_iter()
             .flatten()
-            .filter_map(|m| m["mountPath"].as_str().map(String::from))
+            .map(|v| (v["name"].as_str().expect("volume name"), v))
             .collect();
-        let (needs_pepper, needs_id_key) = keys_read(sub);
-        for (key, file, needed, secret_dir) in [
-            (
-                "pepper",
-                &loaded.privacy.pepper_file,
-                needs_pepper,
-                "/etc/bluetick/pepper",
-            ),
-            (
-                "id key",
-                &loaded.privacy.id_key_file,
-                needs_id_key,
-                "/etc/bluetick/id-key",
-            ),
-        ] {
-            let mounted = |f: &str| {
-                mounts
-                    .iter()
-                    .any(|d| !f.is_empty() && Path::new(f).starts_with(d))
-            };
-            if needed {
+        let read = files_read(&loaded);
+        for m in c["volumeMounts"].as_array().into_iter().flatten() {
+            let dir = m["mountPath"].as_str().expect("mountPath");
+            let volume = volumes[m["name"].as_str().expect("mount name")];
+            assert_eq!(m["readOnly"], true, "{what}: {dir} read-only");
+            if let Some(secret) = volume["secret"]["secretName"].as_str() {
                 assert!(
-                    mounted(file),
-                    "{what}: the {key} file {file:?} is not on a mounted volume"
-                );
-            } else {
-                assert!(
-                    file.is_empty() && !mounts.iter().any(|d| d == secret_dir),
-                    "{what}: {sub} does not read the {key}, so it must not get it"
+                    read.iter().any(|(_, f)| Path::new(f).starts_with(dir)),
+                    "{what}: {sub} gets secret {secret} at {dir} but reads nothing there"
                 );
             }
+        }
+        for (setting, file) in &read {
+            let mounted = c["volumeMounts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|m| m["mountPath"].as_str())
+                .any(|d| Path::new(file).starts_with(d));
+            assert!(
+                mounted,
+                "{what}: {setting} = {file} is not on a mounted volume"
+            );
         }
         let named_port = |name: &str| {
             c["ports"]
@@ -346,6 +463,18 @@ async fn k8s_matches_the_code() {
                 .flatten()
                 .find(|p| p["name"] == name)
                 .and_then(|p| p["containerPort"].as_u64())
+        };
+        let annotated = |doc_port: u64| {
+            let template = docs
+                .iter()
+                .find(|(_, d)| d["spec"]["template"]["spec"]["containers"][0]["args"][0] == sub)
+                .map(|(_, d)| d["spec"]["template"]["metadata"]["annotations"].clone())
+                .unwrap_or_default();
+            assert_eq!(
+                template["prometheus.io/port"],
+                doc_port.to_string(),
+                "{what}: Prometheus scrapes the metrics port"
+            );
         };
         // Probe paths must be served, on the port the process listens on.
         let (listen, live) = match sub {
@@ -359,6 +488,13 @@ async fn k8s_matches_the_code() {
             Some(u64::from(port_of(listen))),
             "{what}"
         );
+        let metrics_port = if sub == "ingest" {
+            u64::from(port_of(&loaded.ingest.metrics_listen))
+        } else {
+            u64::from(port_of(listen))
+        };
+        assert_eq!(named_port("metrics"), Some(metrics_port), "{what}");
+        annotated(metrics_port);
         for probe in ["readinessProbe", "livenessProbe"] {
             let Some(path) = c[probe]["httpGet"]["path"].as_str() else {
                 continue;
@@ -382,23 +518,239 @@ async fn k8s_matches_the_code() {
     .map(|(k, s)| (k.to_string(), s.to_string()))
     .collect();
     assert_eq!(roles, expected);
-    let kinds: BTreeSet<String> = files("deploy/k8s", &["yaml"])
-        .iter()
-        .filter(|f| kustomized.iter().any(|r| f.ends_with(r.as_str())))
-        .flat_map(|f| yaml_docs(f))
-        .filter_map(|d| d["kind"].as_str().map(String::from))
-        .collect();
-    for need in [
-        "HorizontalPodAutoscaler",
-        "PodDisruptionBudget",
-        "Service",
-        "ConfigMap",
-    ] {
-        assert!(kinds.contains(need), "k8s lacks a {need}");
-    }
     sink.stop().await;
     ingest.stop().await;
     drop_database(&cfg).await;
+}
+
+/// The manifests as `kubectl kustomize` renders them, one JSON value per object.
+fn rendered_k8s() -> Vec<Value> {
+    let out = std::process::Command::new("kubectl")
+        .args(["kustomize", &root().join("deploy/k8s").to_string_lossy()])
+        .output()
+        .expect("kubectl (on the machine image; the deploy check needs it)");
+    assert!(
+        out.status.success(),
+        "kubectl kustomize: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("UTF-8");
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|doc| {
+            let v: serde_yaml::Value = serde::Deserialize::deserialize(doc).expect("YAML");
+            serde_json::to_value(v).expect("JSON")
+        })
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+/// Pod Security Standards, "restricted" profile (as of Kubernetes 1.25+), applied to one pod
+/// spec, plus what this project adds: a read-only root filesystem, requests and limits, no
+/// service-account token. Returns every violation.
+fn restricted_violations(pod: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let sc = &pod["securityContext"];
+    for host in ["hostNetwork", "hostPID", "hostIPC"] {
+        if pod[host] == true {
+            out.push(format!("{host} is set"));
+        }
+    }
+    if pod["automountServiceAccountToken"] != false {
+        out.push("the service-account token is mounted".into());
+    }
+    const VOLUMES: [&str; 8] = [
+        "configMap",
+        "secret",
+        "emptyDir",
+        "projected",
+        "downwardAPI",
+        "persistentVolumeClaim",
+        "csi",
+        "ephemeral",
+    ];
+    for v in pod["volumes"].as_array().into_iter().flatten() {
+        let kinds: Vec<&String> = v
+            .as_object()
+            .into_iter()
+            .flat_map(|o| o.keys())
+            .filter(|k| *k != "name")
+            .collect();
+        if kinds.iter().any(|k| !VOLUMES.contains(&k.as_str())) {
+            out.push(format!("volume {} is of type {kinds:?}", v["name"]));
+        }
+    }
+    let containers = ["initContainers", "containers", "ephemeralContainers"]
+        .iter()
+        .flat_map(|k| pod[*k].as_array().cloned().unwrap_or_default());
+    for c in containers {
+        let name = c["name"].as_str().unwrap_or("?").to_string();
+        let csc = &c["securityContext"];
+        let mut bad = |why: &str| out.push(format!("container {name}: {why}"));
+        if csc["privileged"] == true {
+            bad("privileged");
+        }
+        if csc["allowPrivilegeEscalation"] != false {
+            bad("allowPrivilegeEscalation is not false");
+        }
+        let drops = csc["capabilities"]["drop"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if !drops.iter().any(|d| d == "ALL") {
+            bad("capabilities do not drop ALL");
+        }
+        let adds = csc["capabilities"]["add"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if adds.iter().any(|a| a != "NET_BIND_SERVICE") {
+            bad("adds capabilities beyond NET_BIND_SERVICE");
+        }
+        if csc["runAsNonRoot"] != true && sc["runAsNonRoot"] != true {
+            bad("runAsNonRoot is not true");
+        }
+        if csc["runAsUser"] == 0 || sc["runAsUser"] == 0 {
+            bad("runs as uid 0");
+        }
+        let seccomp = |s: &Value| {
+            matches!(
+                s["seccompProfile"]["type"].as_str(),
+                Some("RuntimeDefault" | "Localhost")
+            )
+        };
+        if !seccomp(csc) && !seccomp(sc) {
+            bad("seccompProfile is not RuntimeDefault or Localhost");
+        }
+        if csc["seLinuxOptions"]["type"]
+            .as_str()
+            .is_some_and(|t| !["container_t", "container_init_t", "container_kvm_t"].contains(&t))
+        {
+            bad("seLinuxOptions.type outside the allowed set");
+        }
+        for p in c["ports"].as_array().into_iter().flatten() {
+            if p["hostPort"].as_u64().unwrap_or(0) != 0 {
+                bad("uses a hostPort");
+            }
+        }
+        if csc["readOnlyRootFilesystem"] != true {
+            bad("root filesystem is writable");
+        }
+        for kind in ["requests", "limits"] {
+            for res in ["cpu", "memory"] {
+                if c["resources"][kind][res].is_null() {
+                    bad(&format!("no {kind}.{res}"));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn every_rendered_pod_passes_pod_security_restricted() {
+    let rendered = rendered_k8s();
+    let namespace = rendered
+        .iter()
+        .find(|d| d["kind"] == "Namespace")
+        .expect("a Namespace");
+    assert_eq!(
+        namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"],
+        "restricted"
+    );
+    let docs: Vec<(String, Value)> = rendered
+        .iter()
+        .map(|d| ("rendered".to_string(), d.clone()))
+        .collect();
+    let pods = k8s_pods(&docs);
+    assert_eq!(pods.len(), 5, "ingest, sink, migrate, retention, audit");
+    for (what, _, pod) in &pods {
+        let violations = restricted_violations(pod);
+        assert!(violations.is_empty(), "{what}: {violations:#?}");
+    }
+    // The checker itself catches what it is for.
+    let mut loose = pods[0].2.clone();
+    loose["containers"][0]["securityContext"] = serde_json::json!({"privileged": true});
+    loose["hostNetwork"] = true.into();
+    loose["automountServiceAccountToken"] = Value::Null;
+    let found = restricted_violations(&loose);
+    for why in [
+        "hostNetwork",
+        "token",
+        "privileged",
+        "allowPrivilegeEscalation",
+        "drop ALL",
+        "root filesystem",
+    ] {
+        assert!(
+            found.iter().any(|f| f.contains(why)),
+            "{why} not caught: {found:#?}"
+        );
+    }
+}
+
+#[test]
+fn every_role_has_a_network_policy_and_only_the_webhook_is_public() {
+    let rendered = rendered_k8s();
+    let policies: Vec<&Value> = rendered
+        .iter()
+        .filter(|d| d["kind"] == "NetworkPolicy")
+        .collect();
+    let deny = policies
+        .iter()
+        .find(|p| {
+            p["spec"]["podSelector"] == serde_json::json!({})
+                && p["spec"]["ingress"].is_null()
+                && p["spec"]["egress"].is_null()
+        })
+        .expect("a default-deny policy");
+    assert_eq!(
+        deny["spec"]["policyTypes"],
+        serde_json::json!(["Ingress", "Egress"])
+    );
+    for d in &rendered {
+        let template = match d["kind"].as_str() {
+            Some("Deployment" | "StatefulSet" | "Job") => &d["spec"]["template"],
+            Some("CronJob") => &d["spec"]["jobTemplate"]["spec"]["template"],
+            _ => continue,
+        };
+        let component = &template["metadata"]["labels"]["app.kubernetes.io/component"];
+        let policy = policies
+            .iter()
+            .find(|p| {
+                p["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == *component
+            })
+            .unwrap_or_else(|| panic!("no NetworkPolicy for {component}"));
+        // A port a pod is reached on is one its container listens on.
+        let ports: BTreeSet<u64> = template["spec"]["containers"][0]["ports"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["containerPort"].as_u64())
+            .collect();
+        for rule in policy["spec"]["ingress"].as_array().into_iter().flatten() {
+            for p in rule["ports"].as_array().expect("ingress by port") {
+                let port = p["port"].as_u64().expect("numeric port");
+                assert!(
+                    ports.contains(&port),
+                    "{component}: policy opens {port}, unserved"
+                );
+            }
+        }
+    }
+    let ingress = rendered
+        .iter()
+        .find(|d| d["kind"] == "Ingress")
+        .expect("an Ingress");
+    assert!(!ingress["spec"]["tls"].as_array().expect("TLS").is_empty());
+    let paths: Vec<Value> = ingress["spec"]["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .flat_map(|r| r["http"]["paths"].as_array().cloned().unwrap_or_default())
+        .collect();
+    assert_eq!(paths.len(), 1);
+    assert_eq!(paths[0]["path"], "/webhook");
+    assert_eq!(paths[0]["pathType"], "Exact");
 }
 
 /// Metric names (`bluetick_*`) in a text, with Prometheus' histogram suffixes removed.
@@ -515,4 +867,53 @@ async fn dashboard_queries_agree_on_clickhouse_18_16_and_current() {
         "funnel counts each message once"
     );
     drop_database(&cfg).await;
+}
+
+/// `deploy/clickhouse/roles.sql` for current ClickHouse (SQL access control): every statement
+/// parses there (chdb embeds the engine but not its access storage, so it is parsed, not run),
+/// and the writer may insert into exactly the tables the sink fills. The same roles through
+/// `users.xml` run for real on 18.16 in tests/transit.rs.
+#[test]
+fn clickhouse_roles_parse_on_current_clickhouse_and_grant_the_sink_its_tables() {
+    let text = read("deploy/clickhouse/roles.sql");
+    let statements: Vec<String> = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .split(';')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    assert!(statements.len() >= 10, "{statements:?}");
+    let explained: Vec<String> = statements
+        .iter()
+        .map(|s| format!("EXPLAIN AST {s}"))
+        .collect();
+    let answers = chdb::run("bluetick", &explained);
+    for (s, a) in statements.iter().zip(&answers) {
+        let kind = if s.starts_with("GRANT") {
+            "GrantQuery"
+        } else {
+            "CreateRoleQuery"
+        };
+        assert_eq!(a.trim(), kind, "{s}");
+    }
+    let writer_inserts: BTreeSet<String> = statements
+        .iter()
+        .filter_map(|s| {
+            s.strip_prefix("GRANT INSERT ON bluetick.")?
+                .strip_suffix(" TO bluetick_writer")
+                .map(String::from)
+        })
+        .collect();
+    let sink_tables: BTreeSet<String> = bluetick::model::tables::Table::ALL
+        .iter()
+        .map(|t| t.name().to_string())
+        .collect();
+    assert_eq!(writer_inserts, sink_tables);
+    assert!(statements.contains(&"GRANT SELECT ON bluetick.* TO bluetick_reader".to_string()));
+    assert!(!statements
+        .iter()
+        .any(|s| s.contains("TO bluetick_reader") && !s.starts_with("GRANT SELECT")));
 }

@@ -123,12 +123,17 @@ async fn forged_or_missing_signatures_are_refused_and_nothing_is_stored() {
     .await;
     assert_eq!(reply.status, 401);
 
-    let security = consume(&cfg.kafka.brokers, &cfg.kafka.security_topic, 4, WAIT).await;
+    let security = consume_security(&cfg.kafka.brokers, &cfg.kafka.security_topic, 4, WAIT).await;
     let reasons: Vec<String> = security
         .iter()
         .map(|r| r.json()["reason"].as_str().unwrap_or("").to_string())
         .collect();
-    assert_eq!(security.len(), 4, "{reasons:?}");
+    let refusals: u64 = security
+        .iter()
+        .map(|r| r.json()["count"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(refusals, 4, "counted per source and reason: {reasons:?}");
+    assert!(security.len() <= 4, "{reasons:?}");
     for want in ["bad_signature", "missing_signature", "malformed_signature"] {
         assert!(reasons.iter().any(|r| r == want), "{reasons:?}");
     }
@@ -409,4 +414,58 @@ async fn health_readiness_and_metrics() {
     assert!(value("bluetick_ingest_request_duration_seconds_count{route=\"webhook\"}") >= 1.0);
     assert_eq!(get(server.addr, "/nope").await.status, 404);
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_can_live_on_their_own_listener() {
+    let mut cfg = config();
+    let port = common::procs::free_port();
+    cfg.ingest.metrics_listen = format!("127.0.0.1:{port}");
+    let server = Server::start(&cfg).await;
+    assert_eq!(
+        get(server.addr, "/metrics").await.status,
+        404,
+        "not beside the webhook"
+    );
+    assert_eq!(get(server.addr, "/readyz").await.status, 200);
+    let metrics_addr: std::net::SocketAddr = cfg.ingest.metrics_listen.parse().expect("addr");
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut reply = get(metrics_addr, "/metrics").await;
+    while reply.status != 200 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        reply = get(metrics_addr, "/metrics").await;
+    }
+    assert_eq!(reply.status, 200);
+    assert!(
+        reply.body.contains("bluetick_ingest_in_flight_requests"),
+        "{}",
+        reply.body
+    );
+    server.stop().await;
+}
+
+/// The source of a refused request is the peer, unless the peer is a trusted proxy: then it
+/// is the last address before it in `X-Forwarded-For`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_sources_are_believed_only_from_trusted_proxies() {
+    for (trusted, want) in [("", "127.0.0.1"), ("127.0.0.0/8", "203.0.113.7")] {
+        let mut cfg = config();
+        cfg.ingest.trusted_proxies = trusted.into();
+        let server = Server::start(&cfg).await;
+        let reply = post(
+            server.addr,
+            b"{}",
+            &[
+                ("content-type", "application/json"),
+                ("x-forwarded-for", "198.51.100.1, 203.0.113.7"),
+            ],
+        )
+        .await;
+        assert_eq!(reply.status, 401);
+        let security =
+            consume_security(&cfg.kafka.brokers, &cfg.kafka.security_topic, 1, WAIT).await;
+        assert_eq!(security.len(), 1);
+        assert_eq!(security[0].json()["source_ip"], want, "trusted {trusted:?}");
+        server.stop().await;
+    }
 }

@@ -8,6 +8,7 @@ use common::*;
 
 async fn tables(cfg: &bluetick::config::Config) -> Vec<String> {
     bluetick::clickhouse::client(&cfg.clickhouse)
+        .expect("clickhouse client")
         .query("SELECT name FROM system.tables WHERE database = ? ORDER BY name")
         .bind(&cfg.clickhouse.database)
         .fetch_all::<String>()
@@ -47,7 +48,9 @@ async fn migrate_creates_the_schema_once_and_is_safe_to_repeat() {
 
     // The views answer over the tables: a late `sent` does not downgrade `read`, and a
     // duplicated row does not change the funnel.
-    let ch = bluetick::clickhouse::client(&cfg.clickhouse).with_database(&cfg.clickhouse.database);
+    let ch = bluetick::clickhouse::client(&cfg.clickhouse)
+        .expect("clickhouse client")
+        .with_database(&cfg.clickhouse.database);
     ch.query(
         "INSERT INTO message_status (event_id, ts, message_id, status, phone_number_id, pricing_category, billable) VALUES \
          ('r', 1750000300, 'm1', 'read', 'p', 'utility', 1), ('d', 1750000200, 'm1', 'delivered', 'p', 'utility', 1), \
@@ -79,7 +82,9 @@ async fn a_changed_applied_file_is_refused() {
     migrate::run(&cfg, &mut Vec::new())
         .await
         .expect("first run");
-    let ch = bluetick::clickhouse::client(&cfg.clickhouse).with_database(&cfg.clickhouse.database);
+    let ch = bluetick::clickhouse::client(&cfg.clickhouse)
+        .expect("clickhouse client")
+        .with_database(&cfg.clickhouse.database);
     // Pretend 002 was applied with other contents: swap its record (18.16 has mutations but
     // no lightweight UPDATE, so insert the new record and delete the old one).
     ch.query("INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (2, '002_views.sql', 'edited', now())")

@@ -378,6 +378,7 @@ const REVIEWED_COLUMNS: &[&str] = &[
     "user_hash",
     "parent_user_hash",
     "identifier",
+    "count",
     "forwarded",
     "from_ad",
     "kind",

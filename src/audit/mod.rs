@@ -28,6 +28,8 @@ pub enum AuditError {
     ClickHouse(#[from] ClickHouseError),
     #[error("kafka: {0}")]
     Kafka(#[from] crate::kafka::SetupError),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
     #[error("writing the report: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -185,16 +187,26 @@ pub async fn run(
 /// Placeholder or weak secrets among those this configuration holds.
 fn secrets(cfg: &Config, findings: &mut Findings) {
     let p = &cfg.privacy;
-    let keys: [(&str, &Secret, &str); 5] = [
-        ("ingest.app_secret", &cfg.ingest.app_secret, ""),
+    let i = &cfg.ingest;
+    let keys: [(&str, &Secret, &str); 6] = [
+        ("ingest.app_secret", &i.app_secret, &i.app_secret_file),
         (
             "ingest.app_secret_previous",
-            &cfg.ingest.app_secret_previous,
-            "",
+            &i.app_secret_previous,
+            &i.app_secret_previous_file,
         ),
         ("privacy.pepper", &p.pepper, &p.pepper_file),
         ("privacy.id_key", &p.id_key, &p.id_key_file),
-        ("clickhouse.password", &cfg.clickhouse.password, ""),
+        (
+            "clickhouse.password",
+            &cfg.clickhouse.password,
+            &cfg.clickhouse.password_file,
+        ),
+        (
+            "kafka.sasl_password",
+            &cfg.kafka.sasl_password,
+            &cfg.kafka.sasl_password_file,
+        ),
     ];
     for (key, inline, file) in keys {
         let value = if file.is_empty() {

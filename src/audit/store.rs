@@ -22,7 +22,7 @@ pub async fn audit(
     coverage: &mut Vec<Coverage>,
     progress: &mut dyn Write,
 ) -> Result<(), AuditError> {
-    let ch = ClickHouse::new(&cfg.clickhouse);
+    let ch = ClickHouse::new(&cfg.clickhouse)?;
     for (table, columns) in string_columns(&ch).await? {
         let (scanned, capped) =
             scan_table(&ch, &table, &columns, limits, findings, progress).await?;

@@ -24,7 +24,7 @@ pub async fn audit(
     coverage: &mut Vec<Coverage>,
     progress: &mut dyn Write,
 ) -> Result<(), AuditError> {
-    let admin: AdminClient<DefaultClientContext> = client_config(&cfg.kafka)
+    let admin: AdminClient<DefaultClientContext> = client_config(&cfg.kafka)?
         .create()
         .map_err(SetupError::from)?;
     for spec in specs(&cfg.kafka) {
@@ -78,7 +78,7 @@ fn read_topic(
     topic: &str,
     max: u64,
 ) -> Result<(Findings, u64, bool), SetupError> {
-    let consumer: BaseConsumer = client_config(kafka)
+    let consumer: BaseConsumer = client_config(kafka)?
         .set("group.id", "bluetick-audit")
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")

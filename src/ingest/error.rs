@@ -3,7 +3,7 @@
 //! signatures and payloads never do.
 
 use super::verify::SignatureError;
-use crate::kafka::ProduceError;
+use crate::kafka::{ProduceError, Refusal};
 use http::StatusCode;
 
 /// Why a request was not accepted. [`RequestError::status`] is the whole client contract.
@@ -23,10 +23,15 @@ pub enum RequestError {
     BodyRead(hyper::Error),
     #[error("too many requests in progress")]
     Overloaded,
+    #[error("too many bytes of large bodies in progress")]
+    BodiesInFlight,
     #[error("producing: {0}")]
     Produce(#[from] ProduceError),
     #[error("broker not reachable")]
     NotReady,
+    /// The brokers refused TLS or SASL: a setting is wrong (logged with the broker's reason).
+    #[error("broker refused the connection: {0:?}")]
+    BrokerRefused(Refusal),
     #[error("no such route")]
     NotFound,
     #[error("method not allowed")]
@@ -43,7 +48,10 @@ impl RequestError {
             RequestError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             RequestError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             RequestError::BodyRead(_) => StatusCode::BAD_REQUEST,
-            RequestError::Overloaded | RequestError::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            RequestError::Overloaded
+            | RequestError::BodiesInFlight
+            | RequestError::NotReady
+            | RequestError::BrokerRefused(_) => StatusCode::SERVICE_UNAVAILABLE,
             // A record too large for the broker can never be written; anything else may pass
             // on a retry.
             RequestError::Produce(ProduceError::TooLarge) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -63,11 +71,14 @@ impl RequestError {
             RequestError::BodyTimeout => "body_timeout",
             RequestError::BodyRead(_) => "body_read_failed",
             RequestError::Overloaded => "overloaded",
+            RequestError::BodiesInFlight => "bodies_in_flight",
             RequestError::Produce(ProduceError::QueueFull) => "queue_full",
             RequestError::Produce(ProduceError::TooLarge) => "record_too_large",
             RequestError::Produce(ProduceError::Timeout) => "broker_timeout",
             RequestError::Produce(ProduceError::Failed(_)) => "broker_unavailable",
             RequestError::NotReady => "not_ready",
+            RequestError::BrokerRefused(Refusal::Tls) => "broker_tls_failed",
+            RequestError::BrokerRefused(Refusal::Auth) => "broker_auth_failed",
             RequestError::NotFound => "not_found",
             RequestError::MethodNotAllowed => "method_not_allowed",
         }
@@ -94,6 +105,7 @@ mod tests {
             ),
             (RequestError::BodyTimeout, 408, "body_timeout"),
             (RequestError::Overloaded, 503, "overloaded"),
+            (RequestError::BodiesInFlight, 503, "bodies_in_flight"),
             (P::QueueFull.into(), 503, "queue_full"),
             (P::Timeout.into(), 503, "broker_timeout"),
             (
@@ -103,6 +115,16 @@ mod tests {
             ),
             (P::TooLarge.into(), 413, "record_too_large"),
             (RequestError::NotReady, 503, "not_ready"),
+            (
+                RequestError::BrokerRefused(Refusal::Tls),
+                503,
+                "broker_tls_failed",
+            ),
+            (
+                RequestError::BrokerRefused(Refusal::Auth),
+                503,
+                "broker_auth_failed",
+            ),
             (RequestError::NotFound, 404, "not_found"),
             (RequestError::MethodNotAllowed, 405, "method_not_allowed"),
         ];

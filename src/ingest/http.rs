@@ -6,14 +6,16 @@
 //! short of that answers non-2xx so Meta retries; a full bound answers 503 at once.
 
 use super::error::RequestError;
+use super::limits::{source_ip, Admission, Slot};
 use super::parse::{self, SplitContext};
+use super::security::SecurityTally;
 use super::verify::{Verifier, SIGNATURE_HEADER};
 use crate::clock::now_ms;
-use crate::kafka::{Pending, Producer};
+use crate::kafka::{Pending, Producer, Reach};
 use crate::metrics as m;
 use crate::model::record::RecordWriter;
 use crate::model::skeleton;
-use crate::model::{EventKind, SecurityEvent};
+use crate::model::EventKind;
 use crate::ops::{self, text};
 use crate::privacy::{IdKey, Pepper};
 use bytes::Bytes;
@@ -23,7 +25,6 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::PrometheusHandle;
-use std::borrow::Cow;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -38,15 +39,18 @@ pub struct Settings {
     pub max_body_bytes: usize,
     pub body_read_timeout: Duration,
     pub produce_timeout: Duration,
-    pub max_in_flight: u64,
     pub retry_after_secs: u64,
     pub max_pending_security_events: u64,
+    /// `/metrics` is served on a listener of its own: the webhook listener answers 404 there.
+    pub metrics_elsewhere: bool,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub events_topic: String,
     pub security_topic: String,
     pub dead_letter_topic: String,
 }
 
-/// Shared, read-only state of the server (plus two atomic counters).
+/// Shared state of the server: read-only but for the admission counters and the tally of
+/// refused requests.
 pub struct State {
     pub settings: Settings,
     pub verifier: Verifier,
@@ -55,8 +59,9 @@ pub struct State {
     pub id_key: IdKey,
     pub producer: Producer,
     pub metrics: PrometheusHandle,
+    pub admission: Admission,
+    pub security: SecurityTally,
     hot: HotMetrics,
-    in_flight: AtomicU64,
     pending_security: Arc<AtomicU64>,
 }
 
@@ -81,6 +86,7 @@ impl HotMetrics {
 }
 
 impl State {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         settings: Settings,
         verifier: Verifier,
@@ -89,6 +95,8 @@ impl State {
         id_key: IdKey,
         producer: Producer,
         metrics: PrometheusHandle,
+        admission: Admission,
+        security: SecurityTally,
     ) -> Self {
         State {
             settings,
@@ -98,9 +106,54 @@ impl State {
             id_key,
             producer,
             metrics,
+            admission,
+            security,
             hot: HotMetrics::register(),
-            in_flight: AtomicU64::new(0),
             pending_security: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Sets the gauges of what is in progress (read by /metrics wherever it is served).
+    pub fn publish_gauges(&self) {
+        gauge!(m::INGEST_IN_FLIGHT).set(self.admission.in_flight() as f64);
+        gauge!(m::INGEST_BODY_BYTES).set(self.admission.body_bytes() as f64);
+        gauge!(m::INGEST_PRODUCER_QUEUE).set(self.producer.queue_depth() as f64);
+    }
+
+    /// Writes the window's security events (one per source, reason and route, with its
+    /// count) without waiting for their acks; what the bound or the queue refuses is counted.
+    pub fn flush_security(&self) {
+        for event in self.security.drain() {
+            let pending_count = self.pending_security.fetch_add(1, Ordering::AcqRel);
+            if pending_count >= self.settings.max_pending_security_events {
+                self.pending_security.fetch_sub(1, Ordering::AcqRel);
+                counter!(m::INGEST_DROPPED, "cause" => "security_backlog").increment(1);
+                continue;
+            }
+            let payload = serde_json::to_vec(&event).unwrap_or_default();
+            let mut pending = Pending::with_capacity(1);
+            let sent = self.producer.enqueue(
+                &self.settings.security_topic,
+                Some(event.source_ip.as_bytes()),
+                &payload,
+                &mut pending,
+            );
+            let counter = Arc::clone(&self.pending_security);
+            match (sent, pending.pop()) {
+                (Ok(()), Some(delivery)) => {
+                    tokio::spawn(async move {
+                        if !matches!(delivery.await, Ok(Ok(_))) {
+                            counter!(m::INGEST_DROPPED, "cause" => "security_undelivered")
+                                .increment(1);
+                        }
+                        counter.fetch_sub(1, Ordering::AcqRel);
+                    });
+                }
+                _ => {
+                    counter.fetch_sub(1, Ordering::AcqRel);
+                    counter!(m::INGEST_DROPPED, "cause" => "security_queue_full").increment(1);
+                }
+            }
         }
     }
 }
@@ -129,10 +182,12 @@ impl Handler {
         let (route, result) = match (req.method(), req.uri().path()) {
             (&Method::POST, "/webhook") => ("webhook", self.webhook(req).await),
             (&Method::GET, "/webhook") => ("handshake", self.handshake(&req)),
-            (&Method::GET, "/metrics") => ("metrics", Ok(self.metrics())),
+            (&Method::GET, "/metrics") if !self.state.settings.metrics_elsewhere => {
+                ("metrics", Ok(self.metrics()))
+            }
             (&Method::GET, "/healthz") => ("healthz", Ok(Outcome::Reply(text(200, "ok")))),
             (&Method::GET, "/readyz") => ("readyz", self.ready().await),
-            (_, "/webhook" | "/metrics" | "/healthz" | "/readyz") => {
+            (_, "/webhook" | "/healthz" | "/readyz") => {
                 ("other", Err(RequestError::MethodNotAllowed))
             }
             _ => ("other", Err(RequestError::NotFound)),
@@ -191,7 +246,7 @@ impl Handler {
         let token_ok =
             token.is_some_and(|t| subtle::ConstantTimeEq::ct_eq(t.as_bytes(), expected).into());
         if mode.as_deref() != Some("subscribe") || !token_ok {
-            self.record_security("bad_verify_token", "handshake");
+            self.record_security("bad_verify_token", "handshake", req.headers());
             return Err(RequestError::BadVerifyToken);
         }
         Ok(Outcome::Reply(text(200, &challenge.unwrap_or_default())))
@@ -199,14 +254,21 @@ impl Handler {
 
     /// Verify, parse, split, mask, produce, and wait for the broker's acks.
     async fn webhook(&self, req: Request<Incoming>) -> Result<Outcome, RequestError> {
-        let _slot = InFlight::acquire(&self.state)?;
+        let mut slot = self.state.admission.request()?;
         let settings = &self.state.settings;
         check_content_type(req.headers())?;
-        let signature = req.headers().get(SIGNATURE_HEADER).cloned();
-        let mut body = read_body(req, settings.max_body_bytes, settings.body_read_timeout).await?;
-        let header = signature.as_ref().map(|v| v.as_bytes());
+        let (parts, incoming) = req.into_parts();
+        let mut body = read_body(
+            &parts.headers,
+            incoming,
+            &mut slot,
+            settings.max_body_bytes,
+            settings.body_read_timeout,
+        )
+        .await?;
+        let header = parts.headers.get(SIGNATURE_HEADER).map(|v| v.as_bytes());
         if let Err(e) = self.state.verifier.verify(header, &body) {
-            self.record_security(e.reason(), "webhook");
+            self.record_security(e.reason(), "webhook", &parts.headers);
             return Err(e.into());
         }
         let mut pending = Pending::new();
@@ -284,66 +346,28 @@ impl Handler {
         Ok(())
     }
 
-    /// Counts a refused credential and writes a security event without waiting for its ack.
-    fn record_security(&self, reason: &'static str, route: &'static str) {
+    /// Counts a refused credential against its source (written as a security event at the
+    /// end of the window: see `security`).
+    fn record_security(&self, reason: &'static str, route: &'static str, headers: &HeaderMap) {
         counter!(m::INGEST_SIGNATURE_FAILURES, "reason" => reason).increment(1);
         let st = &self.state;
-        let pending_count = st.pending_security.fetch_add(1, Ordering::AcqRel);
-        if pending_count >= st.settings.max_pending_security_events {
-            st.pending_security.fetch_sub(1, Ordering::AcqRel);
-            counter!(m::INGEST_DROPPED, "cause" => "security_backlog").increment(1);
-            return;
-        }
-        let ip = self.peer.ip().to_string();
-        let event = SecurityEvent {
-            v: crate::model::EVENT_VERSION,
-            received_ms: now_ms(),
-            source_ip: Cow::Borrowed(&ip),
-            reason: Cow::Borrowed(reason),
-            route: Cow::Borrowed(route),
-        };
-        let payload = serde_json::to_vec(&event).unwrap_or_default();
-        let mut pending = Pending::with_capacity(1);
-        let sent = st.producer.enqueue(
-            &st.settings.security_topic,
-            Some(ip.as_bytes()),
-            &payload,
-            &mut pending,
-        );
-        let counter = Arc::clone(&st.pending_security);
-        match (sent, pending.pop()) {
-            (Ok(()), Some(delivery)) => {
-                tokio::spawn(async move {
-                    if !matches!(delivery.await, Ok(Ok(_))) {
-                        counter!(m::INGEST_DROPPED, "cause" => "security_undelivered").increment(1);
-                    }
-                    counter.fetch_sub(1, Ordering::AcqRel);
-                });
-            }
-            _ => {
-                counter.fetch_sub(1, Ordering::AcqRel);
-                counter!(m::INGEST_DROPPED, "cause" => "security_queue_full").increment(1);
-            }
-        }
+        let forwarded = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
+        let source = source_ip(self.peer.ip(), forwarded, &st.settings.trusted_proxies);
+        st.security.record(source, reason, route);
     }
 
     fn metrics(&self) -> Outcome {
-        let st = &self.state;
-        gauge!(m::INGEST_IN_FLIGHT).set(st.in_flight.load(Ordering::Relaxed) as f64);
-        gauge!(m::INGEST_PRODUCER_QUEUE).set(st.producer.queue_depth() as f64);
-        Outcome::Reply(ops::metrics(&st.metrics))
+        self.state.publish_gauges();
+        Outcome::Reply(ops::metrics(&self.state.metrics))
     }
 
     async fn ready(&self) -> Result<Outcome, RequestError> {
         let st = &self.state;
-        if st
-            .producer
-            .reachable(&st.settings.events_topic, Duration::from_secs(2))
-            .await
-        {
-            Ok(Outcome::Reply(text(200, "ready")))
-        } else {
-            Err(RequestError::NotReady)
+        let topic = &st.settings.events_topic;
+        match st.producer.reachable(topic, Duration::from_secs(2)).await {
+            Reach::Up => Ok(Outcome::Reply(text(200, "ready"))),
+            Reach::Down => Err(RequestError::NotReady),
+            Reach::Refused(why) => Err(RequestError::BrokerRefused(why)),
         }
     }
 }
@@ -356,26 +380,6 @@ impl hyper::service::Service<Request<Incoming>> for Handler {
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         let handler = self.clone();
         Box::pin(async move { Ok(handler.route(req).await) })
-    }
-}
-
-/// Holds one of `max_in_flight` request slots.
-struct InFlight<'s>(&'s AtomicU64);
-
-impl<'s> InFlight<'s> {
-    fn acquire(state: &'s State) -> Result<Self, RequestError> {
-        let before = state.in_flight.fetch_add(1, Ordering::AcqRel);
-        if before >= state.settings.max_in_flight {
-            state.in_flight.fetch_sub(1, Ordering::AcqRel);
-            return Err(RequestError::Overloaded);
-        }
-        Ok(InFlight(&state.in_flight))
-    }
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -415,24 +419,28 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), RequestError> {
     }
 }
 
-/// Reads the body into one contiguous buffer (to verify and parse in place) under a size cap
-/// and a deadline; hyper's chunks are released as they are copied. The cap is checked on the
-/// bytes read, not only on Content-Length, since chunked bodies declare none.
+/// Reads the body into one contiguous buffer (to verify and parse in place) under a size cap,
+/// a deadline and the admission budget (see `limits`); hyper's chunks are released as they are
+/// copied. The cap is checked on the bytes read, not only on Content-Length, since chunked
+/// bodies declare none; a declared length makes room for the whole body before any is read.
 async fn read_body(
-    req: Request<Incoming>,
+    headers: &HeaderMap,
+    mut incoming: Incoming,
+    slot: &mut Slot<'_>,
     max: usize,
     timeout: Duration,
 ) -> Result<Vec<u8>, RequestError> {
-    let declared = req
-        .headers()
+    let declared = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max as u64) {
         return Err(RequestError::TooLarge);
     }
+    if let Some(n) = declared {
+        slot.make_room(n)?;
+    }
     let capacity = declared.map_or(16 * 1024, |n| n as usize);
     let mut body = Vec::with_capacity(capacity);
-    let mut incoming = req.into_body();
     let deadline = Instant::now() + timeout;
     loop {
         let frame = tokio::time::timeout_at(deadline, incoming.frame())
@@ -442,9 +450,11 @@ async fn read_body(
         let Ok(data) = frame.map_err(RequestError::BodyRead)?.into_data() else {
             continue;
         };
-        if body.len() + data.len() > max {
+        let len = body.len() + data.len();
+        if len > max {
             return Err(RequestError::TooLarge);
         }
+        slot.make_room(len as u64)?;
         body.extend_from_slice(&data);
     }
     Ok(body)

@@ -6,7 +6,9 @@
 
 pub mod error;
 pub mod http;
+pub mod limits;
 pub mod parse;
+pub mod security;
 pub mod verify;
 
 use crate::config::{Config, ConfigError};
@@ -24,6 +26,13 @@ pub enum IngestError {
     Config(#[from] ConfigError),
     #[error("kafka producer: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    #[error(transparent)]
+    Setup(#[from] crate::kafka::SetupError),
+    #[error("binding {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
 }
 
 /// Builds the shared state from config: secrets, pepper, producer, metrics.
@@ -34,9 +43,10 @@ pub fn state(cfg: &Config) -> Result<http::State, IngestError> {
         max_body_bytes: i.max_body_bytes as usize,
         body_read_timeout: Duration::from_millis(i.body_read_timeout_ms),
         produce_timeout: Duration::from_millis(i.produce_timeout_ms),
-        max_in_flight: i.max_in_flight_requests,
         retry_after_secs: i.retry_after_secs,
         max_pending_security_events: i.max_pending_security_events,
+        metrics_elsewhere: !i.metrics_listen.is_empty(),
+        trusted_proxies: cfg.trusted_proxies()?,
         events_topic: cfg.kafka.events_topic.clone(),
         security_topic: cfg.kafka.security_topic.clone(),
         dead_letter_topic: cfg.kafka.dead_letter_topic.clone(),
@@ -44,16 +54,64 @@ pub fn state(cfg: &Config) -> Result<http::State, IngestError> {
     let producer = crate::kafka::Producer::new(&cfg.kafka, "bluetick-ingest")?;
     Ok(http::State::new(
         settings,
-        verify::Verifier::new(
-            i.app_secret.expose().as_bytes(),
-            i.app_secret_previous.expose().as_bytes(),
-        ),
-        i.verify_token.expose().to_string(),
+        {
+            let (current, previous) = cfg.app_secrets()?;
+            verify::Verifier::new(current.expose().as_bytes(), previous.expose().as_bytes())
+        },
+        cfg.verify_token()?.expose().to_string(),
         crate::privacy::Pepper::new(cfg.pepper()?.expose().as_bytes()),
         crate::privacy::IdKey::new(cfg.id_key()?.expose().as_bytes()),
         producer,
         crate::metrics::install(),
+        limits::Admission::new(
+            i.max_in_flight_requests,
+            i.small_body_bytes,
+            i.body_bytes_in_flight_mib * 1024 * 1024,
+        ),
+        security::SecurityTally::new(i.max_security_sources as usize),
     ))
+}
+
+/// What runs beside the request handlers until `stop`: the security-event window, the gauges,
+/// and, when `ingest.metrics_listen` is set, the metrics listener.
+async fn side_tasks(
+    cfg: &Config,
+    state: &Arc<http::State>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, IngestError> {
+    let mut tasks = Vec::new();
+    let window = Duration::from_millis(cfg.ingest.security_event_window_ms.max(10));
+    let (st, mut rx) = (Arc::clone(state), stop.clone());
+    tasks.push(tokio::spawn(async move {
+        let mut gauges = tokio::time::interval(Duration::from_secs(1));
+        let mut flush = tokio::time::interval(window);
+        loop {
+            tokio::select! {
+                _ = gauges.tick() => st.publish_gauges(),
+                _ = flush.tick() => st.flush_security(),
+                _ = rx.wait_for(|s| *s) => return,
+            }
+        }
+    }));
+    let addr = &cfg.ingest.metrics_listen;
+    if !addr.is_empty() {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| IngestError::Bind {
+                addr: addr.clone(),
+                source,
+            })?;
+        tracing::info!(addr = %addr, "metrics listening");
+        let mut rx = stop;
+        tasks.push(tokio::spawn(crate::ops::serve(
+            listener,
+            state.metrics.clone(),
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            },
+        )));
+    }
+    Ok(tasks)
 }
 
 /// Serves webhooks on `listener` until `shutdown` completes.
@@ -63,15 +121,13 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), IngestError> {
     let state = Arc::new(state(cfg)?);
-    if cfg.kafka.create_topics {
-        if let Err(e) = crate::kafka::topics::ensure(&cfg.kafka, Duration::from_secs(10)).await {
-            // Serve anyway: requests answer 503 (Meta retries) and /readyz says not ready
-            // until the broker is back.
-            tracing::error!(error = %e, "could not create topics; answering 503 until the broker is reachable");
-        }
-    }
+    // A wrong TLS or SASL setting stops the start; a broker that is down does not: requests
+    // answer 503 (Meta retries) and /readyz says not ready until it is back.
+    crate::kafka::prepare(&cfg.kafka).await?;
     let local = listener.local_addr().ok();
     tracing::info!(addr = ?local, "ingest listening");
+    let (stop_side, side_stopped) = tokio::sync::watch::channel(false);
+    let side = side_tasks(cfg, &state, side_stopped).await?;
 
     let mut server = http1::Builder::new();
     server
@@ -113,6 +169,11 @@ pub async fn run(
     {
         tracing::warn!("grace period over; closing remaining connections");
     }
+    let _ = stop_side.send(true);
+    for task in side {
+        let _ = task.await;
+    }
+    state.flush_security();
     let producer = state.producer.clone();
     let flushed = tokio::task::spawn_blocking(move || producer.flush(grace)).await;
     if !matches!(flushed, Ok(Ok(()))) {

@@ -61,10 +61,56 @@ pub type Pending = Vec<oneshot::Receiver<Verdict>>;
 
 type Record<'a> = BaseRecord<'a, [u8], [u8], Waiter>;
 
-/// Hands each delivery report to the request waiting for it.
-struct Acks;
+/// Why the brokers turned this client away: a setting is wrong, retrying cannot help.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The handshake failed: a certificate not signed by `kafka.ssl_ca_file`, expired, or
+    /// for another host.
+    Tls,
+    /// SASL credentials or mechanism refused.
+    Auth,
+}
 
-impl ClientContext for Acks {}
+/// What [`Producer::reachable`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reach {
+    Up,
+    Down,
+    Refused(Refusal),
+}
+
+/// How long a TLS or SASL failure keeps the producer reported as refused.
+const REFUSAL_MEMORY: Duration = Duration::from_secs(60);
+
+/// Hands each delivery report to the request waiting for it, and remembers the last time the
+/// brokers refused the connection (TLS or SASL), so readiness can say so rather than only
+/// "unreachable". The lock is taken on client errors and readiness checks, never per record.
+#[derive(Default)]
+struct Acks {
+    refused: std::sync::Mutex<Option<(std::time::Instant, Refusal)>>,
+}
+
+impl ClientContext for Acks {
+    fn error(&self, error: KafkaError, reason: &str) {
+        let refusal = match error.rdkafka_error_code() {
+            Some(RDKafkaErrorCode::SSL) => Some(Refusal::Tls),
+            Some(RDKafkaErrorCode::Authentication) => Some(Refusal::Auth),
+            _ => None,
+        };
+        if let (Some(r), Ok(mut last)) = (refusal, self.refused.lock()) {
+            *last = Some((std::time::Instant::now(), r));
+        }
+        tracing::error!(error = %error, reason, "kafka client");
+    }
+}
+
+impl Acks {
+    fn recent_refusal(&self) -> Option<Refusal> {
+        let last = *self.refused.lock().ok()?;
+        last.filter(|(at, _)| at.elapsed() < REFUSAL_MEMORY)
+            .map(|(_, r)| r)
+    }
+}
 
 impl ProducerContext for Acks {
     type DeliveryOpaque = Waiter;
@@ -120,6 +166,7 @@ impl Producer {
     /// idempotent producer the epoch reset that timed-out records force.
     pub fn new(cfg: &KafkaConfig, client_id: &str) -> Result<Self, KafkaError> {
         let inner = client_config(cfg)
+            .map_err(|e| KafkaError::ClientCreation(e.to_string()))?
             .set("client.id", client_id)
             .set("enable.idempotence", "true")
             .set("acks", "all")
@@ -133,7 +180,7 @@ impl Producer {
             .set("queue.buffering.max.kbytes", cfg.queue_max_kib.to_string())
             .set("message.max.bytes", cfg.message_max_bytes.to_string())
             .set("message.timeout.ms", cfg.message_timeout_ms.to_string())
-            .create_with_context(Acks)?;
+            .create_with_context(Acks::default())?;
         let inner = Arc::new(inner);
         let poller = Poller::spawn(Arc::clone(&inner))
             .map_err(|e| KafkaError::ClientCreation(format!("delivery report thread: {e}")))?;
@@ -213,18 +260,24 @@ impl Producer {
         self.inner.in_flight_count()
     }
 
-    /// Whether a broker answers a metadata request for `topic` within `timeout`.
-    pub async fn reachable(&self, topic: &str, timeout: Duration) -> bool {
+    /// Whether a broker answers a metadata request for `topic` within `timeout`, and if not,
+    /// whether it refused this client's certificate check or credentials lately.
+    pub async fn reachable(&self, topic: &str, timeout: Duration) -> Reach {
         let producer = self.inner.clone();
         let topic = topic.to_string();
         tokio::task::spawn_blocking(move || {
-            producer
+            let up = producer
                 .client()
                 .fetch_metadata(Some(&topic), timeout)
-                .is_ok_and(|m| m.topics().iter().any(|t| t.error().is_none()))
+                .is_ok_and(|m| m.topics().iter().any(|t| t.error().is_none()));
+            match (up, producer.context().recent_refusal()) {
+                (true, _) => Reach::Up,
+                (false, Some(r)) => Reach::Refused(r),
+                (false, None) => Reach::Down,
+            }
         })
         .await
-        .unwrap_or(false)
+        .unwrap_or(Reach::Down)
     }
 
     /// Delivers what is queued, for shutdown.

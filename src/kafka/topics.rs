@@ -66,7 +66,7 @@ pub struct TopicReport {
 }
 
 fn admin(cfg: &KafkaConfig) -> Result<AdminClient<DefaultClientContext>, SetupError> {
-    Ok(client_config(cfg).create()?)
+    Ok(client_config(cfg)?.create()?)
 }
 
 fn options(timeout: Duration) -> AdminOptions {

@@ -308,6 +308,14 @@ pub struct SecurityEvent<'a> {
     pub reason: Cow<'a, str>,
     #[serde(borrow)]
     pub route: Cow<'a, str>,
+    /// Refusals of this source for this reason and route in the window that starts at
+    /// `received_ms` (records written before counting existed mean one).
+    #[serde(default = "one")]
+    pub count: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 #[cfg(test)]
@@ -461,6 +469,7 @@ mod schema {
             source_ip: "127.0.0.1".into(),
             reason: "bad_signature".into(),
             route: "webhook".into(),
+            count: 3,
         };
         let value = serde_json::to_value(&e).expect("serialize");
         let fields: BTreeSet<String> = value.as_object().expect("object").keys().cloned().collect();

@@ -220,6 +220,8 @@ pub struct SecurityRow<'a> {
     pub source_ip: &'a str,
     pub reason: &'a str,
     pub route: &'a str,
+    /// Appended by schema 005.
+    pub count: u32,
 }
 
 impl<'a> From<&'a SecurityEvent<'_>> for SecurityRow<'a> {
@@ -231,6 +233,7 @@ impl<'a> From<&'a SecurityEvent<'_>> for SecurityRow<'a> {
             source_ip: &e.source_ip,
             reason: &e.reason,
             route: &e.route,
+            count: e.count,
         }
     }
 }

@@ -54,7 +54,8 @@ impl Consumer {
     /// starts from the earliest offset, so nothing produced before the sink's first start is
     /// skipped.
     pub fn new(kafka: &KafkaConfig, sink: &SinkConfig) -> Result<Self, KafkaError> {
-        let mut config = client_config(kafka);
+        let mut config =
+            client_config(kafka).map_err(|e| KafkaError::ClientCreation(e.to_string()))?;
         if !sink.instance_id.is_empty() {
             config.set("group.instance.id", &sink.instance_id);
         }

@@ -46,6 +46,10 @@ pub enum SinkError {
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    ClickHouse(#[from] crate::clickhouse::ClickHouseError),
+    #[error(transparent)]
+    Setup(#[from] crate::kafka::SetupError),
 }
 
 /// What a sink run did, for its exit log and for tests.
@@ -86,13 +90,16 @@ pub async fn run(
         wait_stop(stop_rx.clone()),
     ));
 
-    if cfg.kafka.create_topics {
-        if let Err(e) = crate::kafka::topics::ensure(&cfg.kafka, Duration::from_secs(10)).await {
-            tracing::warn!(error = %e, "could not create topics; consuming what exists");
-        }
+    // A wrong TLS or credentials setting stops the start; a server that is down does not:
+    // the sink retries and commits nothing meanwhile.
+    crate::kafka::prepare(&cfg.kafka).await?;
+    let ch = ClickHouse::new(&cfg.clickhouse)?;
+    match ch.check().await {
+        Err(e) if e.is_fatal() => return Err(e.into()),
+        Err(e) => tracing::warn!(error = %e, "clickhouse not reachable yet; retrying meanwhile"),
+        Ok(()) => {}
     }
     let consumer = Consumer::new(&cfg.kafka, &cfg.sink)?;
-    let ch = ClickHouse::new(&cfg.clickhouse);
     let mut sink = Sink {
         consumer: &consumer,
         writer: Writer::new(

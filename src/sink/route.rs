@@ -220,6 +220,7 @@ mod tests {
                     source_ip: "10.0.0.1".into(),
                     reason: "bad_signature".into(),
                     route: "webhook".into(),
+                    count: 1,
                 },
             )],
             rejects: vec![],

@@ -44,6 +44,21 @@ pub async fn consume_events(
         .expect("consumer thread")
 }
 
+/// Reads the security topic until its records count `expected` refusals (each record counts
+/// the refusals of one source, reason and route in a window).
+pub async fn consume_security(
+    brokers: &str,
+    topic: &str,
+    expected: usize,
+    within: Duration,
+) -> Vec<Record> {
+    let (brokers, topic) = (brokers.to_string(), topic.to_string());
+    let count = |r: &Record| r.json()["count"].as_u64().unwrap_or(1) as usize;
+    tokio::task::spawn_blocking(move || consume_blocking(&brokers, &topic, expected, within, count))
+        .await
+        .expect("consumer thread")
+}
+
 /// Reads `topic` from the beginning until `expected` records arrived (then `settle` longer,
 /// to catch extras) or `within` passed. Returns what it read.
 pub async fn consume(brokers: &str, topic: &str, expected: usize, within: Duration) -> Vec<Record> {

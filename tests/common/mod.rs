@@ -116,6 +116,8 @@ pub fn config() -> Config {
     cfg.ingest.produce_timeout_ms = 5_000;
     cfg.privacy.pepper = Secret(PEPPER.into());
     cfg.privacy.id_key = Secret(ID_KEY.into());
+    // Refused requests are written per window; a short one keeps tests quick.
+    cfg.ingest.security_event_window_ms = 200;
     cfg.clickhouse.database = unique("bt").replace('-', "_");
     cfg
 }

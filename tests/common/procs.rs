@@ -28,6 +28,11 @@ fn log_file(dir: &Path, name: &str) -> std::fs::File {
         .expect("log file")
 }
 
+/// Waits until something listens on loopback `port`.
+pub fn wait_port(port: u16, what: &str) {
+    wait_listening(&format!("127.0.0.1:{port}"), what, Duration::from_secs(60));
+}
+
 fn wait_listening(addr: &str, what: &str, within: Duration) {
     let deadline = Instant::now() + within;
     while std::net::TcpStream::connect(addr).is_err() {
@@ -86,19 +91,56 @@ pub struct Broker {
 
 impl Broker {
     pub fn start(dir: &Path, port: u16) -> Broker {
+        Broker::start_with(dir, port, port, false)
+    }
+
+    /// A broker listening on `port` that tells clients to connect to `advertised` (a TLS
+    /// terminator in front of it), requiring SASL when `authentication`.
+    pub fn start_with(dir: &Path, port: u16, advertised: u16, authentication: bool) -> Broker {
         let addr = format!("127.0.0.1:{port}");
         let url = format!("tcp://{addr}");
-        let child = Command::new(tansu_binary())
-            .current_dir(dir)
+        let mut cmd = Command::new(tansu_binary());
+        cmd.current_dir(dir)
             .args(["broker", "--listener-url", &url])
-            .args(["--advertised-listener-url", &url])
-            .args(["--storage-engine", "sqlite://tansu.db"])
+            .args([
+                "--advertised-listener-url",
+                &format!("tcp://127.0.0.1:{advertised}"),
+            ])
+            .args(["--storage-engine", "sqlite://tansu.db"]);
+        if authentication {
+            cmd.arg("--authentication");
+        }
+        let child = cmd
             .stdout(Stdio::null())
             .stderr(log_file(dir, "tansu.log"))
             .spawn()
             .expect("start tansu");
         wait_listening(&addr, "private tansu", Duration::from_secs(30));
         Broker { child, addr }
+    }
+
+    /// Stores a SCRAM-SHA-256 user in the broker's store (the broker must not require
+    /// authentication yet: start it again with it afterwards).
+    pub fn create_user(&self, name: &str, password: &str) {
+        let status = Command::new(tansu_binary())
+            .args([
+                "user",
+                "create",
+                "--broker",
+                &format!("tcp://{}", self.addr),
+            ])
+            .args([name, password, "--mechanism", "scram256"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("tansu user create");
+        assert!(status.success(), "tansu user create");
+    }
+
+    /// SIGTERM and wait.
+    pub fn stop(mut self) {
+        signal(&mut self.child, "TERM");
+        reap(&mut self.child, Duration::from_secs(10));
     }
 
     /// SIGKILL: the broker gets no chance to flush or say goodbye.
@@ -123,10 +165,28 @@ pub struct ClickHouseServer {
     pub url: String,
 }
 
+/// What a private ClickHouse serves besides plain HTTP.
+#[derive(Default)]
+pub struct ClickHouseExtras {
+    /// HTTPS port, certificate and key.
+    pub https: Option<(u16, PathBuf, PathBuf)>,
+    /// A users.xml and the environment its `from_env` passwords come from.
+    pub users: Option<(PathBuf, Vec<(String, String)>)>,
+}
+
 impl ClickHouseServer {
     pub fn start(dir: &Path, http_port: u16, tcp_port: u16) -> ClickHouseServer {
+        ClickHouseServer::start_with(dir, http_port, tcp_port, ClickHouseExtras::default())
+    }
+
+    pub fn start_with(
+        dir: &Path,
+        http_port: u16,
+        tcp_port: u16,
+        extras: ClickHouseExtras,
+    ) -> ClickHouseServer {
         let d = dir.display();
-        let overrides = [
+        let mut overrides = vec![
             format!("--http_port={http_port}"),
             format!("--tcp_port={tcp_port}"),
             format!("--interserver_http_port={}", free_port()),
@@ -138,7 +198,21 @@ impl ClickHouseServer {
             format!("--logger.errorlog={d}/clickhouse.err.log"),
             "--logger.console=0".to_string(),
         ];
-        let child = Command::new("clickhouse-server")
+        if let Some((port, cert, key)) = &extras.https {
+            overrides.push(format!("--https_port={port}"));
+            overrides.push(format!(
+                "--openSSL.server.certificateFile={}",
+                cert.display()
+            ));
+            overrides.push(format!("--openSSL.server.privateKeyFile={}", key.display()));
+            overrides.push("--openSSL.server.dhParamsFile=".to_string());
+        }
+        let mut cmd = Command::new("clickhouse-server");
+        if let Some((users, env)) = &extras.users {
+            overrides.push(format!("--users_config={}", users.display()));
+            cmd.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        }
+        let child = cmd
             .current_dir(dir)
             .arg("--config-file=/etc/clickhouse-server/config.xml")
             .arg("--")
@@ -165,6 +239,137 @@ impl Drop for ClickHouseServer {
     fn drop(&mut self) {
         signal(&mut self.child, "TERM");
         reap(&mut self.child, Duration::from_secs(10));
+    }
+}
+
+/// stunnel terminating TLS on `accept` in front of a plain listener on `connect`.
+pub struct Stunnel {
+    child: Child,
+}
+
+impl Stunnel {
+    pub fn start(dir: &Path, accept: u16, connect: u16, cert: &Path, key: &Path) -> Stunnel {
+        let conf = dir.join("stunnel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "foreground = yes\npid =\n[tls]\naccept = 127.0.0.1:{accept}\nconnect = 127.0.0.1:{connect}\ncert = {}\nkey = {}\n",
+                cert.display(),
+                key.display()
+            ),
+        )
+        .expect("stunnel config");
+        let child = Command::new("stunnel4")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(log_file(dir, "stunnel.log"))
+            .spawn()
+            .expect("stunnel4 from Debian's package (scripts/services.sh install)");
+        wait_listening(
+            &format!("127.0.0.1:{accept}"),
+            "stunnel",
+            Duration::from_secs(15),
+        );
+        Stunnel { child }
+    }
+}
+
+impl Drop for Stunnel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A test CA, a server certificate it signs (for `localhost` and 127.0.0.1), and another CA
+/// that signed nothing here, made with the `openssl` CLI.
+pub struct Pki {
+    pub ca: PathBuf,
+    pub wrong_ca: PathBuf,
+    /// The other CA's key: with `wrong_ca` it makes a server certificate nobody here trusts.
+    pub wrong_ca_key: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl Pki {
+    pub fn generate(dir: &Path) -> Pki {
+        let run = |args: &[&str]| {
+            let status = Command::new("openssl")
+                .current_dir(dir)
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("openssl");
+            assert!(status.success(), "openssl {args:?}");
+        };
+        let self_signed = |key: &str, cert: &str, cn: &str| {
+            run(&[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                key,
+                "-out",
+                cert,
+                "-days",
+                "2",
+                "-subj",
+                &format!("/CN={cn}"),
+            ]);
+        };
+        self_signed("ca.key", "ca.pem", "bluetick test CA");
+        self_signed("wrong-ca.key", "wrong-ca.pem", "someone else's CA");
+        run(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ]);
+        std::fs::write(
+            dir.join("san.ext"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+        )
+        .expect("ext");
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "san.ext",
+        ]);
+        // ClickHouse may run as another user: the test key is no secret.
+        for f in ["server.key", "server.pem", "ca.pem", "wrong-ca.key"] {
+            let _ = Command::new("chmod")
+                .args(["644", &dir.join(f).to_string_lossy()])
+                .status();
+        }
+        Pki {
+            ca: dir.join("ca.pem"),
+            wrong_ca: dir.join("wrong-ca.pem"),
+            wrong_ca_key: dir.join("wrong-ca.key"),
+            cert: dir.join("server.pem"),
+            key: dir.join("server.key"),
+        }
     }
 }
 

@@ -12,7 +12,9 @@ use tokio::task::JoinHandle;
 
 /// The ClickHouse client of a test config, in its database.
 pub fn ch(cfg: &Config) -> clickhouse::Client {
-    bluetick::clickhouse::client(&cfg.clickhouse).with_database(&cfg.clickhouse.database)
+    bluetick::clickhouse::client(&cfg.clickhouse)
+        .expect("clickhouse client")
+        .with_database(&cfg.clickhouse.database)
 }
 
 /// Creates the test's database and tables.
@@ -26,6 +28,7 @@ pub async fn migrate(cfg: &Config) {
 pub async fn drop_database(cfg: &Config) {
     let sql = format!("DROP DATABASE IF EXISTS `{}`", cfg.clickhouse.database);
     bluetick::clickhouse::client(&cfg.clickhouse)
+        .expect("clickhouse client")
         .query(&sql)
         .execute()
         .await
@@ -157,6 +160,7 @@ pub const SAMPLE_STATUSES_SQL: &str =
 /// answer as TSV, like [`chdb::run`] answers for current ClickHouse.
 pub async fn run_on_server(cfg: &Config, statements: &[String]) -> Vec<String> {
     bluetick::clickhouse::client(&cfg.clickhouse)
+        .expect("clickhouse client")
         .query(&format!("CREATE DATABASE `{}`", cfg.clickhouse.database))
         .execute()
         .await
