@@ -2,7 +2,8 @@
 # Validates deploy/ with the real tools, as no Docker engine or cluster runs here: renders the
 # Kubernetes manifests with `kubectl kustomize` and checks them (and the example secrets)
 # against the Kubernetes schemas with `kubernetes-validate --strict`; checks the Prometheus
-# config and alert rules with `promtool`. The Pod Security "restricted" check of every rendered
+# config and alert rules and runs the alerts' unit tests with `promtool`, and checks the
+# Alertmanager config with `amtool`. The Pod Security "restricted" check of every rendered
 # pod and the agreement of the files with the code are tests/deploy.rs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,3 +18,6 @@ kubectl kustomize deploy/k8s >"$out/rendered.yaml"
 echo "kubernetes-validate --strict: $(grep -c '^kind:' "$out/rendered.yaml") rendered objects and the example secrets are valid"
 promtool check config deploy/prometheus/prometheus.yml
 promtool check rules deploy/prometheus/alerts.yml
+# Every alert fires in its case and stays quiet in the other (alerts.test.yml).
+promtool test rules deploy/prometheus/alerts.test.yml
+amtool check-config deploy/alertmanager/alertmanager.yml

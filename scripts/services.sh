@@ -51,6 +51,9 @@ install() {
   command -v stunnel4 >/dev/null || need+=(stunnel4)
   command -v openssl >/dev/null || need+=(openssl)
   command -v promtool >/dev/null || need+=(prometheus)
+  # Alertmanager's amtool (config check) and the Pushgateway the jobs' tests push to.
+  command -v amtool >/dev/null || need+=(prometheus-alertmanager)
+  command -v prometheus-pushgateway >/dev/null || need+=(prometheus-pushgateway)
   if [ ${#need[@]} -gt 0 ]; then
     log "installing from Debian's packages: ${need[*]}"
     as_root apt-get update -qq

@@ -88,6 +88,17 @@ pub struct Config {
     pub clickhouse: ClickHouseConfig,
     pub sink: SinkConfig,
     pub retention: RetentionConfig,
+    pub ops: OpsConfig,
+}
+
+/// How the short-lived commands (migrate, retention, erase, export) report their runs.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OpsConfig {
+    /// A Prometheus Pushgateway (`http://pushgateway:9091`) that each run's outcome is pushed
+    /// to (last run and last success times, failure, duration, what it did), since a job that
+    /// has exited cannot be scraped. Empty: not pushed.
+    pub pushgateway_url: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -389,6 +400,10 @@ pub struct SinkConfig {
     /// First wait after a failed INSERT; doubles per failure up to `retry_max_ms`.
     pub retry_initial_ms: u64,
     pub retry_max_ms: u64,
+    /// A batch not stored within this long (ClickHouse or the broker failing, or the loop
+    /// wedged) makes `/healthz` answer 503, so the orchestrator restarts the sink; nothing is
+    /// lost by a restart, as the batch's offsets are not committed.
+    pub stall_after_ms: u64,
 }
 
 impl Default for SinkConfig {
@@ -403,6 +418,7 @@ impl Default for SinkConfig {
             insert_timeout_ms: 30_000,
             retry_initial_ms: 250,
             retry_max_ms: 30_000,
+            stall_after_ms: 300_000,
         }
     }
 }

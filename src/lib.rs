@@ -13,13 +13,16 @@
 //!    ClickHouse in batches, offsets committed after the insert), [`migrate`] (versioned schema
 //!    and topics), [`retention`] (day-partition drops), [`erase`] and [`export`] (a person's
 //!    rights), [`message_key`] (Meta ids → the pseudonyms stored in their place), [`audit`]
-//!    (the privacy promise checked on the live data).
+//!    (the privacy promise checked on the live data), [`replay`] (dead letters back to be
+//!    stored).
 //! 2. **The data contract and the shared clients**: [`model`] (Meta's wire types, the event
 //!    and its encoding, the records, the ClickHouse rows and tables), [`kafka`] (client
 //!    settings, topics, the bounded producer), [`clickhouse`] (client, quoting, errors, schema
-//!    queries), [`ops`] (`/metrics` and `/healthz`).
+//!    queries), [`ops`] (`/metrics`, `/healthz`, `/readyz`), [`pushgateway`] (the jobs'
+//!    outcomes).
 //! 3. **Primitives**: [`privacy`] (masking, keyed hashing, people as operators name them),
-//!    [`config`] (file + `BLUETICK_*` env), [`metrics`] (names and recorder), [`clock`].
+//!    [`config`] (file + `BLUETICK_*` env), [`metrics`] (names and recorder), [`health`]
+//!    (watches with deadlines), [`clock`].
 
 pub mod audit;
 pub mod clickhouse;
@@ -27,6 +30,7 @@ pub mod clock;
 pub mod config;
 pub mod erase;
 pub mod export;
+pub mod health;
 pub mod ingest;
 pub mod kafka;
 pub mod message_key;
@@ -35,5 +39,7 @@ pub mod migrate;
 pub mod model;
 pub mod ops;
 pub mod privacy;
+pub mod pushgateway;
+pub mod replay;
 pub mod retention;
 pub mod sink;

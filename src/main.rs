@@ -2,6 +2,8 @@
 
 use anyhow::Context;
 use bluetick::config::Config;
+use bluetick::metrics as m;
+use bluetick::pushgateway::Job;
 use clap::{Parser, Subcommand};
 use std::io::Write;
 use std::path::PathBuf;
@@ -101,6 +103,37 @@ enum Command {
         #[arg(long, requires = "out")]
         force: bool,
     },
+    /// Send the sink's dead letters back to be stored, after the cause is fixed (a schema, a
+    /// ClickHouse rule, a sink too old for an event version).
+    ///
+    /// Without --apply it only counts what it would replay, per table and reason. With
+    /// --apply each selected event goes back to the topic it came from, the sink stores it
+    /// under its usual rules (retention, erasures), and the replay waits until the sink's
+    /// group has committed past them, then counts those refused again (exit status 1 if
+    /// any). Safe to repeat: event ids make copies one row. Skeletons of webhooks that could
+    /// not be parsed are never replayable (the body was not kept).
+    Replay {
+        /// Replay; without it, nothing is written.
+        #[arg(long)]
+        apply: bool,
+        /// Only dead letters whose reason contains TEXT (e.g. `throwIf`, `Code: 16`).
+        #[arg(long, value_name = "TEXT")]
+        reason: Option<String>,
+        /// Only events of this table (message_status, inbound_message, account_event,
+        /// security_event, or unknown for lines that do not decode).
+        #[arg(long, value_name = "TABLE")]
+        table: Option<String>,
+        /// Only dead-lettered at or after: an RFC 3339 time (2026-11-30T10:00:00Z) or a span
+        /// ago (2h, 7d).
+        #[arg(long, value_name = "WHEN")]
+        since: Option<String>,
+        /// Only dead-lettered before: as --since.
+        #[arg(long, value_name = "WHEN")]
+        until: Option<String>,
+        /// How long to wait for the sink to commit past the replayed events.
+        #[arg(long, default_value_t = 300, value_name = "SECS")]
+        wait_secs: u64,
+    },
     /// Check the privacy promise on the live data: every string column of every table, every
     /// topic bluetick creates, and the configuration.
     ///
@@ -144,12 +177,18 @@ enum Command {
     /// Create or update the ClickHouse schema (database, tables, views) from the versioned
     /// files in schemas/clickhouse/, and create the Kafka topics.
     ///
-    /// Safe to run repeatedly: applied files are recorded with their SHA-256 in
-    /// schema_migrations and skipped; a recorded file whose contents changed is refused.
+    /// Safe to run repeatedly, and several at once: applied files are recorded with their
+    /// SHA-256 in schema_migrations and skipped; a recorded file whose contents changed is
+    /// refused.
     Migrate {
         /// Only the ClickHouse schema; leave Kafka alone.
         #[arg(long)]
         skip_kafka: bool,
+        /// Change nothing: wait up to SECS until every migration this release knows is
+        /// applied, then exit 0 (non-zero on timeout). Needs only read access: what an init
+        /// container in front of the sink runs.
+        #[arg(long, value_name = "SECS", conflicts_with = "skip_kafka")]
+        wait_applied: Option<u64>,
     },
 }
 
@@ -290,7 +329,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                         );
                     }
                 } else {
-                    bluetick::retention::run(&cfg, dry_run, &mut out).await?;
+                    let work =
+                        async { Ok(bluetick::retention::run(&cfg, dry_run, &mut out).await?) };
+                    reported(&cfg, Job::Retention, !dry_run, work, |o| {
+                        vec![(
+                            m::RETENTION_PARTITIONS_DROPPED,
+                            "Partitions the last successful run dropped.",
+                            o.dropped.len() as f64,
+                        )]
+                    })
+                    .await?;
                 }
             }
             Command::Erase {
@@ -303,7 +351,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     mutation: std::time::Duration::from_secs(timeout_secs),
                     settle: std::time::Duration::from_secs(settle_secs),
                 };
-                bluetick::erase::run(&cfg, &hashes, waits, &mut std::io::stdout()).await?;
+                let work = async {
+                    Ok(bluetick::erase::run(&cfg, &hashes, waits, &mut std::io::stdout()).await?)
+                };
+                reported(&cfg, Job::Erase, true, work, |r| {
+                    vec![(
+                        m::ERASE_ROWS_REMOVED,
+                        "Rows the last successful erasure removed.",
+                        r.removed.values().sum::<u64>() as f64,
+                    )]
+                })
+                .await?;
             }
             Command::Export {
                 people,
@@ -316,8 +374,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     Some(path) => Box::new(std::io::BufWriter::new(private_file(path, force)?)),
                     None => Box::new(std::io::stdout().lock()),
                 };
-                bluetick::export::run(&cfg, &hashes, format, &mut data, &mut std::io::stderr())
-                    .await?;
+                let work = async {
+                    Ok(bluetick::export::run(
+                        &cfg,
+                        &hashes,
+                        format,
+                        &mut data,
+                        &mut std::io::stderr(),
+                    )
+                    .await?)
+                };
+                reported(&cfg, Job::Export, true, work, |summary| {
+                    vec![(
+                        m::EXPORT_ROWS,
+                        "Rows the last successful export wrote.",
+                        summary.values().sum::<u64>() as f64,
+                    )]
+                })
+                .await?;
             }
             Command::Audit {
                 format,
@@ -368,16 +442,116 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 )?;
                 eprintln!("message-key: {n} ids keyed");
             }
-            Command::Migrate { skip_kafka } => {
-                let mut out = std::io::stdout();
-                bluetick::migrate::run(&cfg, &mut out).await?;
-                if !skip_kafka {
-                    bluetick::migrate::topics(&cfg, &mut out).await?;
+            Command::Replay {
+                apply,
+                reason,
+                table,
+                since,
+                until,
+                wait_secs,
+            } => {
+                if let Some(t) = &table {
+                    let known = bluetick::model::Table::from_name(t).is_some() || t == "unknown";
+                    anyhow::ensure!(
+                        known,
+                        "--table {t}: not one of bluetick's tables (or `unknown`)"
+                    );
                 }
+                let opts = bluetick::replay::Options {
+                    filter: bluetick::replay::Filter {
+                        reason,
+                        table,
+                        since_ms: since
+                            .as_deref()
+                            .map(|w| when_ms("--since", w))
+                            .transpose()?,
+                        until_ms: until
+                            .as_deref()
+                            .map(|w| when_ms("--until", w))
+                            .transpose()?,
+                    },
+                    apply,
+                    wait: std::time::Duration::from_secs(wait_secs),
+                };
+                let summary = bluetick::replay::run(&cfg, &opts, &mut std::io::stdout()).await?;
+                if apply && summary.failing_total() > 0 {
+                    anyhow::bail!(
+                        "{} replayed events were refused again: fix the cause and replay once more",
+                        summary.failing_total()
+                    );
+                }
+                if apply && summary.replayed > 0 && !summary.settled {
+                    anyhow::bail!(
+                        "the sink did not commit past the replayed events within {wait_secs} s; \
+                         is it running (group {})?",
+                        cfg.sink.group_id
+                    );
+                }
+            }
+            Command::Migrate {
+                wait_applied: Some(secs),
+                ..
+            } => {
+                let timeout = std::time::Duration::from_secs(secs);
+                bluetick::migrate::wait_applied(&cfg, timeout, &mut std::io::stdout()).await?;
+            }
+            Command::Migrate { skip_kafka, .. } => {
+                let work = async {
+                    let mut out = std::io::stdout();
+                    let applied = bluetick::migrate::run(&cfg, &mut out).await?;
+                    if !skip_kafka {
+                        bluetick::migrate::topics(&cfg, &mut out).await?;
+                    }
+                    Ok(applied)
+                };
+                reported(&cfg, Job::Migrate, true, work, |_| Vec::new()).await?;
             }
         }
         Ok(())
     })
+}
+
+/// `when` as Unix ms: an RFC 3339 time, or a span before now (`2h`, `7d`).
+fn when_ms(flag: &str, when: &str) -> anyhow::Result<i64> {
+    let at = match humantime::parse_duration(when) {
+        Ok(span) => std::time::SystemTime::now() - span,
+        Err(_) => humantime::parse_rfc3339_weak(when).with_context(|| {
+            format!("{flag} {when:?}: neither an RFC 3339 time nor a span such as 2h or 7d")
+        })?,
+    };
+    let ms = at
+        .duration_since(std::time::UNIX_EPOCH)
+        .context("a time before 1970")?
+        .as_millis();
+    Ok(ms as i64)
+}
+
+/// Runs a short-lived command and, when `ops.pushgateway_url` is set and `push`, pushes its
+/// outcome there (what `values` reads from a success). A push that fails is logged; it never
+/// fails the command.
+async fn reported<T>(
+    cfg: &Config,
+    job: Job,
+    push: bool,
+    work: impl std::future::Future<Output = anyhow::Result<T>>,
+    values: impl FnOnce(&T) -> Vec<(&'static str, &'static str, f64)>,
+) -> anyhow::Result<T> {
+    let (started, clock) = (std::time::SystemTime::now(), std::time::Instant::now());
+    let result = work.await;
+    let url = &cfg.ops.pushgateway_url;
+    if push && !url.is_empty() {
+        let run = bluetick::pushgateway::Run {
+            job,
+            started,
+            duration: clock.elapsed(),
+            ok: result.is_ok(),
+            values: result.as_ref().map(values).unwrap_or_default(),
+        };
+        if let Err(e) = bluetick::pushgateway::push(url, &run).await {
+            tracing::warn!(error = %e, job = job.name(), "could not push the run's outcome");
+        }
+    }
+    result
 }
 
 /// Audits every `secs` seconds until a signal, serving the findings per check on `listen`'s
@@ -393,20 +567,27 @@ async fn audit_every(
         .await
         .with_context(|| format!("binding {listen}"))?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let server = tokio::spawn(bluetick::ops::serve(
-        listener,
-        bluetick::metrics::install(),
-        {
-            let mut rx = stop_rx.clone();
-            async move {
-                let _ = rx.wait_for(|s| *s).await;
-            }
-        },
-    ));
+    let health = bluetick::health::Health::default();
+    // A run that takes longer than this is stuck (a hung query): /healthz says so.
+    let run_watch = health.watch("audit run", std::time::Duration::from_secs(3600));
+    let endpoints = bluetick::ops::Endpoints {
+        metrics: bluetick::metrics::install(),
+        health,
+        ready: None,
+    };
+    let server = tokio::spawn(bluetick::ops::serve(listener, endpoints, {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    }));
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     loop {
-        match bluetick::audit::run(cfg, limits, &mut std::io::sink()).await {
+        run_watch.beat();
+        let result = bluetick::audit::run(cfg, limits, &mut std::io::sink()).await;
+        run_watch.idle();
+        match result {
             Ok(report) => {
                 report.record_metrics();
                 tracing::info!(findings = report.findings.len(), "audit done");

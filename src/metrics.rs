@@ -36,7 +36,29 @@ pub const SINK_CONSUME_ERRORS: &str = "bluetick_sink_consume_errors_total";
 pub const AUDIT_FINDINGS: &str = "bluetick_audit_findings";
 pub const AUDIT_LAST_RUN: &str = "bluetick_audit_last_run_timestamp_seconds";
 
-/// Every metric bluetick exports; deploy files (alerts, dashboards) are checked against it.
+/// Pushed by the short-lived commands (see `crate::pushgateway`): last run, last success,
+/// last run failed, last run duration.
+pub const MIGRATE_JOB: [&str; 4] = job_names!("migrate");
+pub const RETENTION_JOB: [&str; 4] = job_names!("retention");
+pub const ERASE_JOB: [&str; 4] = job_names!("erase");
+pub const EXPORT_JOB: [&str; 4] = job_names!("export");
+pub const RETENTION_PARTITIONS_DROPPED: &str = "bluetick_retention_partitions_dropped";
+pub const ERASE_ROWS_REMOVED: &str = "bluetick_erase_rows_removed";
+pub const EXPORT_ROWS: &str = "bluetick_export_rows";
+
+macro_rules! job_names {
+    ($job:literal) => {
+        [
+            concat!("bluetick_", $job, "_last_run_timestamp_seconds"),
+            concat!("bluetick_", $job, "_last_success_timestamp_seconds"),
+            concat!("bluetick_", $job, "_last_run_failed"),
+            concat!("bluetick_", $job, "_last_run_duration_seconds"),
+        ]
+    };
+}
+use job_names;
+
+/// Every metric bluetick exports (the pushed ones in [`PUSHED`]); deploy files (alerts, dashboards) are checked against it.
 pub const NAMES: &[&str] = &[
     INGEST_REQUESTS,
     INGEST_REQUEST_SECONDS,
@@ -63,6 +85,29 @@ pub const NAMES: &[&str] = &[
     SINK_CONSUME_ERRORS,
     AUDIT_FINDINGS,
     AUDIT_LAST_RUN,
+];
+
+/// Every metric the short-lived commands push.
+pub const PUSHED: &[&str] = &[
+    MIGRATE_JOB[0],
+    MIGRATE_JOB[1],
+    MIGRATE_JOB[2],
+    MIGRATE_JOB[3],
+    RETENTION_JOB[0],
+    RETENTION_JOB[1],
+    RETENTION_JOB[2],
+    RETENTION_JOB[3],
+    ERASE_JOB[0],
+    ERASE_JOB[1],
+    ERASE_JOB[2],
+    ERASE_JOB[3],
+    EXPORT_JOB[0],
+    EXPORT_JOB[1],
+    EXPORT_JOB[2],
+    EXPORT_JOB[3],
+    RETENTION_PARTITIONS_DROPPED,
+    ERASE_ROWS_REMOVED,
+    EXPORT_ROWS,
 ];
 
 /// Latency buckets (seconds) from 0.5 ms to 10 s: Meta's targets are 250 ms median, 1 s tail.

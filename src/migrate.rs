@@ -4,7 +4,12 @@
 //! Invariants: each file is applied once, in version order, and recorded with its SHA-256 in
 //! `schema_migrations`; a recorded file whose text changed is refused, never re-run. Statements
 //! are idempotent (`IF NOT EXISTS`), so a run interrupted between a statement and its record
-//! is safe to repeat.
+//! is safe to repeat, and so are runs at the same time (two Jobs of one release, a retried
+//! pod): each applies what it finds missing, a column another run added first is taken as
+//! added, and a version recorded twice is one version.
+//!
+//! [`wait_applied`] only reads: an init container runs it so the sink starts after the schema
+//! it writes to exists, with no right to change it.
 
 use crate::clickhouse::{quote_ident, ClickHouse, ClickHouseError};
 use crate::config::{Config, ConfigError};
@@ -70,6 +75,11 @@ pub enum MigrateError {
     IdKey(#[from] ConfigError),
     #[error("writing progress: {0}")]
     Io(#[from] std::io::Error),
+    #[error(
+        "schema not migrated after {secs} s: {missing} not applied; run `bluetick migrate` \
+         (the migrate Job) with this release"
+    )]
+    NotApplied { secs: u64, missing: String },
 }
 
 #[derive(Debug, Deserialize, clickhouse::Row)]
@@ -161,6 +171,62 @@ pub async fn run(cfg: &Config, out: &mut impl Write) -> Result<usize, MigrateErr
     )?;
     rekey_legacy_ids(cfg, &ch, out).await?;
     Ok(count)
+}
+
+/// Waits until every migration this binary knows is recorded in `schema_migrations` with its
+/// checksum, polling; reads only. For an init container in front of the sink.
+pub async fn wait_applied(
+    cfg: &Config,
+    timeout: Duration,
+    out: &mut impl Write,
+) -> Result<(), MigrateError> {
+    let ch = ClickHouse::new(&cfg.clickhouse)?;
+    let deadline = std::time::Instant::now() + timeout;
+    let mut said = String::new();
+    loop {
+        let applied: Vec<Applied> = ch
+            .fetch_all("SELECT version, checksum FROM schema_migrations")
+            .await
+            .unwrap_or_default();
+        let mut missing = Vec::new();
+        for m in MIGRATIONS {
+            match applied.iter().find(|a| a.version == m.version) {
+                Some(a) if a.checksum != m.checksum() => {
+                    return Err(MigrateError::Changed {
+                        version: m.version,
+                        name: m.name.into(),
+                        recorded: a.checksum.clone(),
+                        current: m.checksum(),
+                    })
+                }
+                Some(_) => {}
+                None => missing.push(m.name),
+            }
+        }
+        if missing.is_empty() {
+            writeln!(
+                out,
+                "schema at version {}: every migration applied",
+                MIGRATIONS.len()
+            )?;
+            return Ok(());
+        }
+        let missing = missing.join(", ");
+        if std::time::Instant::now() >= deadline {
+            return Err(MigrateError::NotApplied {
+                secs: timeout.as_secs(),
+                missing,
+            });
+        }
+        if missing != said {
+            writeln!(
+                out,
+                "waiting for the migrate job: {missing} not applied yet"
+            )?;
+            said = missing;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
 }
 
 /// A row whose id column holds something other than a pseudonym (32 hex digits) or nothing:

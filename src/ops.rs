@@ -1,8 +1,11 @@
-//! The operations endpoints every component answers: `GET /metrics` (Prometheus text) and
-//! `GET /healthz`. [`serve`] is the whole server for components without an HTTP server of
-//! their own (the sink); ingest answers the same routes on its webhook listener with the same
-//! [`metrics`] and [`text`] replies.
+//! The operations endpoints every component answers: `GET /metrics` (Prometheus text),
+//! `GET /healthz` (liveness: 503 when a watched loop stalled, see [`crate::health`]) and
+//! `GET /readyz` (readiness: whether the component can do its work now, e.g. reach its
+//! servers). [`serve`] is the whole server for components without an HTTP server of their own
+//! (the sink, the audit, ingest's separate metrics listener); ingest's webhook listener answers
+//! the same routes with the same replies.
 
+use crate::health::Health;
 use bytes::Bytes;
 use http::{Method, Response, StatusCode};
 use http_body_util::Full;
@@ -10,6 +13,8 @@ use hyper_util::rt::TokioIo;
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::convert::Infallible;
 use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
@@ -36,10 +41,30 @@ pub fn metrics(handle: &PrometheusHandle) -> Reply {
     r
 }
 
-/// Serves `GET /metrics` and `GET /healthz` on `listener` until `shutdown` completes.
+/// A readiness check: the status and reason `/readyz` answers.
+pub type ReadyCheck =
+    Arc<dyn Fn() -> Pin<Box<dyn Future<Output = (u16, String)> + Send>> + Send + Sync>;
+
+/// What [`serve`] answers with.
+#[derive(Clone)]
+pub struct Endpoints {
+    pub metrics: PrometheusHandle,
+    pub health: Health,
+    /// `None`: ready whenever live.
+    pub ready: Option<ReadyCheck>,
+}
+
+/// `GET /healthz` from the component's watches.
+pub fn healthz(health: &Health) -> Reply {
+    let (status, body) = health.report();
+    text(status, &body)
+}
+
+/// Serves `GET /metrics`, `GET /healthz` and `GET /readyz` on `listener` until `shutdown`
+/// completes.
 pub async fn serve(
     listener: TcpListener,
-    handle: PrometheusHandle,
+    endpoints: Endpoints,
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
@@ -55,14 +80,24 @@ pub async fn serve(
             },
             () = &mut shutdown => return,
         };
-        let handle = handle.clone();
+        let endpoints = endpoints.clone();
         let service = hyper::service::service_fn(move |req: hyper::Request<_>| {
-            let reply = match (req.method(), req.uri().path()) {
-                (&Method::GET, "/metrics") => metrics(&handle),
-                (&Method::GET, "/healthz") => text(200, "ok\n"),
-                _ => text(404, "not found\n"),
-            };
-            std::future::ready(Ok::<_, Infallible>(reply))
+            let endpoints = endpoints.clone();
+            async move {
+                let reply = match (req.method(), req.uri().path()) {
+                    (&Method::GET, "/metrics") => metrics(&endpoints.metrics),
+                    (&Method::GET, "/healthz") => healthz(&endpoints.health),
+                    (&Method::GET, "/readyz") => match &endpoints.ready {
+                        Some(check) => {
+                            let (status, body) = check().await;
+                            text(status, &body)
+                        }
+                        None => healthz(&endpoints.health),
+                    },
+                    _ => text(404, "not found\n"),
+                };
+                Ok::<_, Infallible>(reply)
+            }
         });
         tokio::spawn(async move {
             let _ = hyper::server::conn::http1::Builder::new()

@@ -170,3 +170,68 @@ fn the_binary_migrates_with_only_environment_variables() {
     cfg.clickhouse.url = clickhouse_url();
     rt.block_on(drop_database(&cfg));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_runs_started_together_all_succeed_and_apply_each_file_once() {
+    let mut cfg = config();
+    cfg.clickhouse.url = clickhouse_url();
+    // The sink's init container waits, reading only, while the runs race.
+    let waiter = {
+        let cfg = cfg.clone();
+        tokio::spawn(async move {
+            let mut out = Vec::new();
+            let r = migrate::wait_applied(&cfg, std::time::Duration::from_secs(60), &mut out).await;
+            (r.is_ok(), String::from_utf8_lossy(&out).into_owned())
+        })
+    };
+    let runs: Vec<_> = (0..4)
+        .map(|_| {
+            let cfg = cfg.clone();
+            tokio::spawn(async move {
+                migrate::run(&cfg, &mut Vec::new())
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+        })
+        .collect();
+    for r in runs {
+        r.await
+            .expect("task")
+            .expect("every concurrent run succeeds");
+    }
+    let versions = ch_text(
+        &cfg,
+        "SELECT version, count() > 0 FROM schema_migrations GROUP BY version ORDER BY version",
+    )
+    .await;
+    assert_eq!(versions.lines().count(), MIGRATIONS.len(), "{versions}");
+    let columns = scalar(
+        &cfg,
+        &format!(
+            "SELECT count() FROM system.columns WHERE database = '{}' AND table = 'message_status' \
+             AND name IN ('recipient_type', 'user_hash', 'parent_user_hash')",
+            cfg.clickhouse.database
+        ),
+    )
+    .await;
+    assert_eq!(columns, 3);
+    // And a run after them changes nothing.
+    assert_eq!(migrate::run(&cfg, &mut Vec::new()).await.expect("again"), 0);
+    let (ok, said) = waiter.await.expect("waiter");
+    assert!(ok && said.contains("every migration applied"), "{said}");
+    drop_database(&cfg).await;
+}
+
+#[tokio::test]
+async fn waiting_for_the_schema_times_out_naming_what_is_missing() {
+    let mut cfg = config();
+    cfg.clickhouse.url = clickhouse_url();
+    let e = migrate::wait_applied(&cfg, std::time::Duration::from_secs(3), &mut Vec::new())
+        .await
+        .expect_err("nothing was migrated");
+    let text = e.to_string();
+    assert!(
+        text.contains("001_tables.sql") && text.contains("bluetick migrate"),
+        "{text}"
+    );
+}

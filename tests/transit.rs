@@ -122,6 +122,10 @@ async fn the_pipeline_runs_over_tls_and_sasl_and_each_role_can_do_only_its_job()
         .expect("topics over SASL_SSL");
 
     let writer = as_role(&s.cfg, "writer");
+    // The sink's init container: the writer may read the schema's state.
+    bluetick::migrate::wait_applied(&writer, Duration::from_secs(10), &mut Vec::new())
+        .await
+        .expect("the writer sees every migration applied");
     let ingest = Server::start(&writer).await;
     let sink = Sink::start(&writer).await;
     let now = now_secs() - 60;

@@ -3,6 +3,7 @@
 -- from the environment. The same least privilege as users.xml:
 --   bluetick_admin   migrate, retention, erase: the schema, ALTER (mutations, partition drops)
 --   bluetick_writer  the sink: INSERT into the tables it fills, SELECT of the erasure audit
+--                    and of schema_migrations (its init container waits for the schema)
 --   bluetick_reader  dashboards, export, audit: SELECT only
 CREATE ROLE IF NOT EXISTS bluetick_admin;
 CREATE ROLE IF NOT EXISTS bluetick_writer;
@@ -18,6 +19,7 @@ GRANT INSERT ON bluetick.inbound_message TO bluetick_writer;
 GRANT INSERT ON bluetick.account_event TO bluetick_writer;
 GRANT INSERT ON bluetick.security_event TO bluetick_writer;
 GRANT SELECT ON bluetick.erasure_audit TO bluetick_writer;
+GRANT SELECT ON bluetick.schema_migrations TO bluetick_writer;
 GRANT SELECT ON bluetick.* TO bluetick_reader;
 GRANT SELECT ON system.parts TO bluetick_reader;
 GRANT SELECT ON system.tables TO bluetick_reader;

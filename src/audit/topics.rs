@@ -6,14 +6,12 @@ use super::values::Findings;
 use super::{AuditError, Coverage, Limits};
 use crate::config::Config;
 use crate::kafka::topics::{describe, specs};
-use crate::kafka::{client_config, SetupError};
+use crate::kafka::{client_config, read, SetupError};
 use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::message::Message;
 use std::io::Write;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -78,59 +76,21 @@ fn read_topic(
     topic: &str,
     max: u64,
 ) -> Result<(Findings, u64, bool), SetupError> {
-    let consumer: BaseConsumer = client_config(kafka)?
-        .set("group.id", "bluetick-audit")
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .create()?;
-    let meta = consumer.fetch_metadata(Some(topic), TIMEOUT)?;
-    let mut tpl = TopicPartitionList::new();
-    let mut want = 0u64;
-    let mut capped = false;
-    let mut ends = std::collections::HashMap::new();
-    for p in meta.topics().iter().flat_map(|t| t.partitions()) {
-        let (low, high) = consumer.fetch_watermarks(topic, p.id(), TIMEOUT)?;
-        let n = (high - low).max(0) as u64;
-        capped |= n > max;
-        let end = low + n.min(max) as i64;
-        if end > low {
-            want += (end - low) as u64;
-            ends.insert(p.id(), end);
-            tpl.add_partition_offset(topic, p.id(), Offset::Offset(low))?;
-        }
-    }
     let mut findings = Findings::default();
-    if want == 0 {
-        return Ok((findings, 0, false));
-    }
-    consumer.assign(&tpl)?;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut read = 0u64;
-    while read < want && Instant::now() < deadline {
-        let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) else {
-            continue;
-        };
-        if ends
-            .get(&m.partition())
-            .is_some_and(|end| m.offset() >= *end)
-        {
-            continue;
-        }
-        read += 1;
-        let place = format!("{topic}/{}", m.partition());
-        let headers: Vec<(String, Vec<u8>)> = m
-            .headers()
-            .map(|h| {
-                h.iter()
-                    .map(|x| (x.key.to_string(), x.value.unwrap_or_default().to_vec()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        findings.record(
-            &place,
-            headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())),
-            m.payload().unwrap_or_default(),
-        );
-    }
-    Ok((findings, read, capped || read < want))
+    let scan = read::scan(
+        kafka,
+        topic,
+        |_| None,
+        max,
+        |m| {
+            let place = format!("{topic}/{}", m.partition());
+            let headers = read::headers(m);
+            findings.record(
+                &place,
+                headers.iter().map(|(k, v)| (k.as_str(), v.as_slice())),
+                m.payload().unwrap_or_default(),
+            );
+        },
+    )?;
+    Ok((findings, scan.read, !scan.complete))
 }

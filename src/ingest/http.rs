@@ -11,6 +11,7 @@ use super::parse::{self, SplitContext};
 use super::security::SecurityTally;
 use super::verify::{Verifier, SIGNATURE_HEADER};
 use crate::clock::now_ms;
+use crate::health::Health;
 use crate::kafka::{Pending, Producer, Reach};
 use crate::metrics as m;
 use crate::model::record::RecordWriter;
@@ -61,6 +62,7 @@ pub struct State {
     pub metrics: PrometheusHandle,
     pub admission: Admission,
     pub security: SecurityTally,
+    pub health: Health,
     hot: HotMetrics,
     pending_security: Arc<AtomicU64>,
 }
@@ -76,6 +78,17 @@ struct HotMetrics {
 
 impl HotMetrics {
     fn register() -> Self {
+        // Series the alerts sum exist from the start, at 0: `increase()` then sees their
+        // first increment, and a sum over them is 0 rather than empty.
+        counter!(m::INGEST_DEAD_LETTERS).increment(0);
+        for cause in [
+            "security_sources",
+            "security_backlog",
+            "security_undelivered",
+            "security_queue_full",
+        ] {
+            counter!(m::INGEST_DROPPED, "cause" => cause).increment(0);
+        }
         HotMetrics {
             webhook_ok: counter!(m::INGEST_REQUESTS, "route" => "webhook", "outcome" => "ok"),
             webhook_seconds: histogram!(m::INGEST_REQUEST_SECONDS, "route" => "webhook"),
@@ -97,6 +110,7 @@ impl State {
         metrics: PrometheusHandle,
         admission: Admission,
         security: SecurityTally,
+        health: Health,
     ) -> Self {
         State {
             settings,
@@ -108,6 +122,7 @@ impl State {
             metrics,
             admission,
             security,
+            health,
             hot: HotMetrics::register(),
             pending_security: Arc::new(AtomicU64::new(0)),
         }
@@ -185,7 +200,10 @@ impl Handler {
             (&Method::GET, "/metrics") if !self.state.settings.metrics_elsewhere => {
                 ("metrics", Ok(self.metrics()))
             }
-            (&Method::GET, "/healthz") => ("healthz", Ok(Outcome::Reply(text(200, "ok")))),
+            (&Method::GET, "/healthz") => (
+                "healthz",
+                Ok(Outcome::Reply(ops::healthz(&self.state.health))),
+            ),
             (&Method::GET, "/readyz") => ("readyz", self.ready().await),
             (_, "/webhook" | "/healthz" | "/readyz") => {
                 ("other", Err(RequestError::MethodNotAllowed))

@@ -51,7 +51,11 @@ pub fn state(cfg: &Config) -> Result<http::State, IngestError> {
         security_topic: cfg.kafka.security_topic.clone(),
         dead_letter_topic: cfg.kafka.dead_letter_topic.clone(),
     };
-    let producer = crate::kafka::Producer::new(&cfg.kafka, "bluetick-ingest")?;
+    let health = crate::health::Health::default();
+    // Statistics every 5 s; a minute without them means the producer's threads are stuck.
+    let producer_alive = health.watch("kafka producer", Duration::from_secs(60));
+    let producer =
+        crate::kafka::Producer::new(&cfg.kafka, "bluetick-ingest", Some(producer_alive))?;
     Ok(http::State::new(
         settings,
         {
@@ -69,6 +73,7 @@ pub fn state(cfg: &Config) -> Result<http::State, IngestError> {
             i.body_bytes_in_flight_mib * 1024 * 1024,
         ),
         security::SecurityTally::new(i.max_security_sources as usize),
+        health,
     ))
 }
 
@@ -82,12 +87,18 @@ async fn side_tasks(
     let mut tasks = Vec::new();
     let window = Duration::from_millis(cfg.ingest.security_event_window_ms.max(10));
     let (st, mut rx) = (Arc::clone(state), stop.clone());
+    // Ticks every second; half a minute without one means the runtime is wedged.
+    let ticker = state.health.watch("ingest ticker", Duration::from_secs(30));
+    ticker.beat();
     tasks.push(tokio::spawn(async move {
         let mut gauges = tokio::time::interval(Duration::from_secs(1));
         let mut flush = tokio::time::interval(window);
         loop {
             tokio::select! {
-                _ = gauges.tick() => st.publish_gauges(),
+                _ = gauges.tick() => {
+                    ticker.beat();
+                    st.publish_gauges();
+                }
                 _ = flush.tick() => st.flush_security(),
                 _ = rx.wait_for(|s| *s) => return,
             }
@@ -103,9 +114,14 @@ async fn side_tasks(
             })?;
         tracing::info!(addr = %addr, "metrics listening");
         let mut rx = stop;
+        let endpoints = crate::ops::Endpoints {
+            metrics: state.metrics.clone(),
+            health: state.health.clone(),
+            ready: None,
+        };
         tasks.push(tokio::spawn(crate::ops::serve(
             listener,
-            state.metrics.clone(),
+            endpoints,
             async move {
                 let _ = rx.wait_for(|s| *s).await;
             },

@@ -6,6 +6,7 @@
 //! and some Kafka-protocol brokers do not auto-create them.
 
 pub mod producer;
+pub mod read;
 pub mod topics;
 
 pub use producer::{Pending, ProduceError, Producer, Reach, Refusal};

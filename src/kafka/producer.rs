@@ -14,9 +14,10 @@
 
 use super::client_config;
 use crate::config::KafkaConfig;
+use crate::health::Watch;
 use rdkafka::client::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::message::{Header, Message as _, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer as _, ProducerContext};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -53,7 +54,8 @@ impl From<KafkaError> for ProduceError {
 }
 
 /// The broker's verdict on one record, sent by [`Acks`] to the request awaiting it.
-type Verdict = Result<(), KafkaError>;
+/// The broker's verdict on one record: where it was written (partition, offset), or why not.
+type Verdict = Result<(i32, i64), KafkaError>;
 type Waiter = Box<oneshot::Sender<Verdict>>;
 
 /// Delivery futures of one request's records.
@@ -79,6 +81,9 @@ pub enum Reach {
     Refused(Refusal),
 }
 
+/// How often librdkafka reports statistics to a producer with a health watch.
+pub const STATS_INTERVAL: Duration = Duration::from_secs(5);
+
 /// How long a TLS or SASL failure keeps the producer reported as refused.
 const REFUSAL_MEMORY: Duration = Duration::from_secs(60);
 
@@ -88,9 +93,19 @@ const REFUSAL_MEMORY: Duration = Duration::from_secs(60);
 #[derive(Default)]
 struct Acks {
     refused: std::sync::Mutex<Option<(std::time::Instant, Refusal)>>,
+    /// Beaten by librdkafka's statistics, which arrive only while its threads and our
+    /// delivery-report thread both work.
+    alive: Option<Watch>,
 }
 
 impl ClientContext for Acks {
+    /// Statistics are only a heartbeat here: not parsed, so they cost no CPU.
+    fn stats_raw(&self, _: &[u8]) {
+        if let Some(w) = &self.alive {
+            w.beat();
+        }
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
         let refusal = match error.rdkafka_error_code() {
             Some(RDKafkaErrorCode::SSL) => Some(Refusal::Tls),
@@ -117,7 +132,7 @@ impl ProducerContext for Acks {
 
     fn delivery(&self, result: &DeliveryResult<'_>, waiter: Self::DeliveryOpaque) {
         let verdict = match result {
-            Ok(_) => Ok(()),
+            Ok(msg) => Ok((msg.partition(), msg.offset())),
             Err((e, _)) => Err(e.clone()),
         };
         // The request may have given up (503 on its deadline); nobody to tell then.
@@ -164,9 +179,24 @@ impl Producer {
     /// request that gave up (503) may still see its records delivered, which is harmless
     /// (Meta's retry carries the same event ids, deduplicated downstream) and spares the
     /// idempotent producer the epoch reset that timed-out records force.
-    pub fn new(cfg: &KafkaConfig, client_id: &str) -> Result<Self, KafkaError> {
-        let inner = client_config(cfg)
-            .map_err(|e| KafkaError::ClientCreation(e.to_string()))?
+    ///
+    /// With `alive`, librdkafka's statistics (every [`STATS_INTERVAL`]) beat it: a producer
+    /// whose threads stopped stops beating.
+    pub fn new(
+        cfg: &KafkaConfig,
+        client_id: &str,
+        alive: Option<Watch>,
+    ) -> Result<Self, KafkaError> {
+        let mut config =
+            client_config(cfg).map_err(|e| KafkaError::ClientCreation(e.to_string()))?;
+        if let Some(w) = &alive {
+            config.set(
+                "statistics.interval.ms",
+                STATS_INTERVAL.as_millis().to_string(),
+            );
+            w.beat();
+        }
+        let inner = config
             .set("client.id", client_id)
             .set("enable.idempotence", "true")
             .set("acks", "all")
@@ -180,7 +210,10 @@ impl Producer {
             .set("queue.buffering.max.kbytes", cfg.queue_max_kib.to_string())
             .set("message.max.bytes", cfg.message_max_bytes.to_string())
             .set("message.timeout.ms", cfg.message_timeout_ms.to_string())
-            .create_with_context(Acks::default())?;
+            .create_with_context(Acks {
+                alive,
+                ..Acks::default()
+            })?;
         let inner = Arc::new(inner);
         let poller = Poller::spawn(Arc::clone(&inner))
             .map_err(|e| KafkaError::ClientCreation(format!("delivery report thread: {e}")))?;
@@ -245,14 +278,32 @@ impl Producer {
     /// Waits until the broker acked every record in `pending`, or `deadline` passes.
     pub async fn settle(pending: Pending, deadline: Instant) -> Result<(), ProduceError> {
         for delivery in pending {
-            match tokio::time::timeout_at(deadline, delivery).await {
-                Err(_) => return Err(ProduceError::Timeout),
-                Ok(Err(_closed)) => return Err(ProduceError::Failed(KafkaError::Canceled)),
-                Ok(Ok(Err(e))) => return Err(e.into()),
-                Ok(Ok(Ok(()))) => {}
-            }
+            Self::delivered(delivery, deadline).await?;
         }
         Ok(())
+    }
+
+    /// As [`Producer::settle`], returning where each record was written, in order.
+    pub async fn settle_offsets(
+        pending: Pending,
+        deadline: Instant,
+    ) -> Result<Vec<(i32, i64)>, ProduceError> {
+        let mut written = Vec::with_capacity(pending.len());
+        for delivery in pending {
+            written.push(Self::delivered(delivery, deadline).await?);
+        }
+        Ok(written)
+    }
+
+    async fn delivered(
+        delivery: oneshot::Receiver<Verdict>,
+        deadline: Instant,
+    ) -> Result<(i32, i64), ProduceError> {
+        match tokio::time::timeout_at(deadline, delivery).await {
+            Err(_) => Err(ProduceError::Timeout),
+            Ok(Err(_closed)) => Err(ProduceError::Failed(KafkaError::Canceled)),
+            Ok(Ok(verdict)) => Ok(verdict?),
+        }
     }
 
     /// Records enqueued and not yet acked or failed.

@@ -7,21 +7,52 @@
 
 use super::batch::Source;
 use crate::config::{KafkaConfig, SinkConfig};
+use crate::health::Watch;
 use crate::kafka::client_config;
 use crate::metrics as m;
-use rdkafka::consumer::{CommitMode, Consumer as _, ConsumerContext, StreamConsumer};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance, StreamConsumer,
+};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::BorrowedMessage;
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use std::collections::BTreeSet;
+use std::sync::Mutex;
 
-/// Publishes consumer lag per partition from librdkafka's statistics, and counts failed
-/// commits.
-pub struct Context;
+/// Publishes consumer lag per partition from librdkafka's statistics and beats the health
+/// watch with them.
+///
+/// Invariant: this member reports lag only for partitions it owns. A partition handed to
+/// another member (revoked in a rebalance, or no longer in the statistics) has its gauge set
+/// to 0 here, so summing the lag over all sinks counts each partition once.
+pub struct Context {
+    alive: Watch,
+    reported: Mutex<BTreeSet<(String, i32)>>,
+}
+
+impl Context {
+    fn lag(topic: &str, partition: i32) -> metrics::Gauge {
+        metrics::gauge!(m::SINK_CONSUMER_LAG, "topic" => topic.to_string(), "partition" => partition.to_string())
+    }
+
+    /// Zeroes the lag of partitions this member no longer owns, and forgets them.
+    fn release(&self, gone: impl IntoIterator<Item = (String, i32)>) {
+        let Ok(mut reported) = self.reported.lock() else {
+            return;
+        };
+        for key in gone {
+            if reported.remove(&key) {
+                Self::lag(&key.0, key.1).set(0.0);
+            }
+        }
+    }
+}
 
 impl ClientContext for Context {
     fn stats(&self, stats: Statistics) {
-        let mut assigned = 0;
+        self.alive.beat();
+        let mut owned = BTreeSet::new();
         for (topic, t) in &stats.topics {
             for (partition, p) in &t.partitions {
                 // Partition -1 is librdkafka's internal "unassigned" bucket; -1 lag means
@@ -29,19 +60,36 @@ impl ClientContext for Context {
                 if *partition < 0 || !p.desired {
                     continue;
                 }
-                assigned += 1;
-                if p.consumer_lag < 0 {
-                    continue;
+                owned.insert((topic.clone(), *partition));
+                if p.consumer_lag >= 0 {
+                    Self::lag(topic, *partition).set(p.consumer_lag as f64);
                 }
-                metrics::gauge!(m::SINK_CONSUMER_LAG, "topic" => topic.clone(), "partition" => partition.to_string())
-                    .set(p.consumer_lag as f64);
             }
         }
-        metrics::gauge!(m::SINK_ASSIGNED_PARTITIONS).set(f64::from(assigned));
+        metrics::gauge!(m::SINK_ASSIGNED_PARTITIONS).set(owned.len() as f64);
+        let gone: Vec<(String, i32)> = match self.reported.lock() {
+            Ok(reported) => reported.difference(&owned).cloned().collect(),
+            Err(_) => Vec::new(),
+        };
+        self.release(gone);
+        if let Ok(mut reported) = self.reported.lock() {
+            reported.extend(owned);
+        }
     }
 }
 
-impl ConsumerContext for Context {}
+impl ConsumerContext for Context {
+    /// Revoked partitions stop counting here at once, before the next statistics.
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            self.release(
+                tpl.elements()
+                    .iter()
+                    .map(|e| (e.topic().to_string(), e.partition())),
+            );
+        }
+    }
+}
 
 pub struct Consumer {
     inner: StreamConsumer<Context>,
@@ -53,7 +101,10 @@ impl Consumer {
     /// Joins `sink.group_id` and subscribes to the events and security topics. A new group
     /// starts from the earliest offset, so nothing produced before the sink's first start is
     /// skipped.
-    pub fn new(kafka: &KafkaConfig, sink: &SinkConfig) -> Result<Self, KafkaError> {
+    ///
+    /// `alive` is beaten by librdkafka's statistics (every 5 s), which arrive only while the
+    /// sink keeps polling.
+    pub fn new(kafka: &KafkaConfig, sink: &SinkConfig, alive: Watch) -> Result<Self, KafkaError> {
         let mut config =
             client_config(kafka).map_err(|e| KafkaError::ClientCreation(e.to_string()))?;
         if !sink.instance_id.is_empty() {
@@ -66,7 +117,11 @@ impl Consumer {
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("statistics.interval.ms", "5000")
-            .create_with_context(Context)?;
+            .create_with_context(Context {
+                alive: alive.clone(),
+                reported: Mutex::default(),
+            })?;
+        alive.beat();
         inner.subscribe(&[&kafka.events_topic, &kafka.security_topic])?;
         Ok(Consumer {
             inner,

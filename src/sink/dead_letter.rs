@@ -29,7 +29,7 @@ pub struct DeadLetterError {
 impl DeadLetters {
     pub fn new(cfg: &KafkaConfig) -> Result<Self, KafkaError> {
         Ok(DeadLetters {
-            producer: Producer::new(cfg, "bluetick-sink-dead-letters")?,
+            producer: Producer::new(cfg, "bluetick-sink-dead-letters", None)?,
             topic: cfg.dead_letter_topic.clone(),
         })
     }

@@ -27,6 +27,7 @@ use self::route::{Rows, Window};
 use crate::clickhouse::ClickHouse;
 use crate::clock::{now_ms, now_secs};
 use crate::config::{Config, RetentionConfig};
+use crate::health::{Health, Watch};
 use crate::metrics as m;
 use crate::model::rows::TableRow;
 use crate::model::tables::Table;
@@ -35,6 +36,7 @@ use crate::privacy::IdKey;
 use metrics::{counter, histogram};
 use rdkafka::message::Message;
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -83,23 +85,35 @@ pub async fn run(
     });
     // v1 events carry Meta's raw ids; the sink keys them as it decodes.
     let id_key = IdKey::new(cfg.id_key()?.expose().as_bytes());
-    let handle = m::install();
+    let health = Health::default();
+    let batch_watch = health.watch(
+        "sink batch",
+        Duration::from_millis(cfg.sink.stall_after_ms.max(1)),
+    );
+    let consumer_alive = health.watch("kafka consumer", Duration::from_secs(60));
+    let ch = ClickHouse::new(&cfg.clickhouse)?;
+    let failing = Failing::default();
+    let endpoints = crate::ops::Endpoints {
+        metrics: m::install(),
+        health,
+        ready: Some(failing.ready_check(ch.clone())),
+    };
+    register_counters();
     let server = tokio::spawn(crate::ops::serve(
         listener,
-        handle,
+        endpoints,
         wait_stop(stop_rx.clone()),
     ));
 
     // A wrong TLS or credentials setting stops the start; a server that is down does not:
     // the sink retries and commits nothing meanwhile.
     crate::kafka::prepare(&cfg.kafka).await?;
-    let ch = ClickHouse::new(&cfg.clickhouse)?;
     match ch.check().await {
         Err(e) if e.is_fatal() => return Err(e.into()),
         Err(e) => tracing::warn!(error = %e, "clickhouse not reachable yet; retrying meanwhile"),
         Ok(()) => {}
     }
-    let consumer = Consumer::new(&cfg.kafka, &cfg.sink)?;
+    let consumer = Consumer::new(&cfg.kafka, &cfg.sink, consumer_alive)?;
     let mut sink = Sink {
         consumer: &consumer,
         writer: Writer::new(
@@ -126,6 +140,8 @@ pub async fn run(
         paused: false,
         stop: stop_rx,
         totals: Totals::default(),
+        batch_watch,
+        failing,
     };
     tracing::info!(
         group = %cfg.sink.group_id,
@@ -163,6 +179,53 @@ struct Sink<'c> {
     paused: bool,
     stop: watch::Receiver<bool>,
     totals: Totals,
+    /// Due while a batch is being stored: a batch that takes longer than
+    /// `sink.stall_after_ms` makes `/healthz` answer 503.
+    batch_watch: Watch,
+    failing: Failing,
+}
+
+/// The step being retried and why, while one is: `/readyz` answers 503 with it.
+#[derive(Clone, Default)]
+struct Failing(Arc<Mutex<Option<String>>>);
+
+impl Failing {
+    fn set(&self, why: Option<String>) {
+        if let Ok(mut f) = self.0.lock() {
+            *f = why;
+        }
+    }
+
+    /// Ready: no step failing now and ClickHouse answering a ping within 2 s.
+    fn ready_check(&self, ch: ClickHouse) -> crate::ops::ReadyCheck {
+        let failing = self.clone();
+        Arc::new(move || {
+            let (failing, ch) = (failing.clone(), ch.clone());
+            Box::pin(async move {
+                if let Some(why) = failing.0.lock().ok().and_then(|f| f.clone()) {
+                    return (503, format!("retrying: {why}\n"));
+                }
+                match tokio::time::timeout(Duration::from_secs(2), ch.check()).await {
+                    Ok(Ok(())) => (200, "ready\n".to_string()),
+                    Ok(Err(e)) => (503, format!("clickhouse: {e}\n")),
+                    Err(_) => (503, "clickhouse: no answer within 2 s\n".to_string()),
+                }
+            })
+        })
+    }
+}
+
+/// Series an alert sums, created at 0 at start: a counter that appears only at its first
+/// increment makes `increase()` miss that increment, and a sum over a missing series is
+/// empty rather than 0.
+fn register_counters() {
+    counter!(m::SINK_DEAD_LETTERS).increment(0);
+    counter!(m::SINK_COMMIT_FAILURES).increment(0);
+    counter!(m::SINK_CONSUME_ERRORS).increment(0);
+    counter!(m::SINK_ERASED).increment(0);
+    for table in Table::ALL {
+        counter!(m::SINK_ROWS, "table" => table.name()).increment(0);
+    }
 }
 
 impl<'c> Sink<'c> {
@@ -213,6 +276,13 @@ impl<'c> Sink<'c> {
     /// Stores one batch, then commits its offsets. Retries until it succeeds or the sink is
     /// told to stop (then nothing is committed and the batch is read again next time).
     async fn flush(&mut self, batch: &Batch) -> Result<(), Stopped> {
+        self.batch_watch.beat();
+        let stored = self.store(batch).await;
+        self.batch_watch.idle();
+        stored
+    }
+
+    async fn store(&mut self, batch: &Batch) -> Result<(), Stopped> {
         let started = Instant::now();
         self.refresh_erased().await?;
         let decoded = batch.decode_into(std::mem::take(&mut self.spare_events), &self.id_key);
@@ -317,6 +387,7 @@ impl<'c> Sink<'c> {
                 next: &mut self.next,
                 paused: &mut self.paused,
                 stop: &mut self.stop,
+                failing: &self.failing,
             },
         )
     }
@@ -363,6 +434,7 @@ struct Retry<'w, 'c> {
     next: &'w mut Batch,
     paused: &'w mut bool,
     stop: &'w mut watch::Receiver<bool>,
+    failing: &'w Failing,
 }
 
 impl Retry<'_, '_> {
@@ -372,10 +444,18 @@ impl Retry<'_, '_> {
         mut attempt: impl FnMut() -> Fut,
     ) -> Result<T, Stopped> {
         let mut delay = self.backoff.initial;
+        let mut failed = false;
         loop {
             match attempt().await {
-                Ok(v) => return Ok(v),
+                Ok(v) => {
+                    if failed {
+                        self.failing.set(None);
+                    }
+                    return Ok(v);
+                }
                 Err(e) => {
+                    failed = true;
+                    self.failing.set(Some(format!("{step}: {e}")));
                     counter!(m::SINK_RETRIES, "step" => step).increment(1);
                     // The error's text names a missing schema itself (`ClickHouseError`).
                     tracing::warn!(step, error = %e, retry_in_ms = delay.as_millis() as u64,

@@ -435,3 +435,33 @@ impl Drop for Bluetick {
         let _ = self.child.wait();
     }
 }
+
+/// A Prometheus Pushgateway (Debian's `prometheus-pushgateway`), in memory.
+pub struct Pushgateway {
+    child: Child,
+    pub url: String,
+}
+
+impl Pushgateway {
+    pub fn start(dir: &Path) -> Pushgateway {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let child = Command::new("prometheus-pushgateway")
+            .arg(format!("--web.listen-address={addr}"))
+            .stdout(Stdio::null())
+            .stderr(log_file(dir, "pushgateway.log"))
+            .spawn()
+            .expect("prometheus-pushgateway from Debian's package (scripts/services.sh install)");
+        wait_listening(&addr, "pushgateway", Duration::from_secs(15));
+        Pushgateway {
+            child,
+            url: format!("http://{addr}"),
+        }
+    }
+}
+
+impl Drop for Pushgateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
