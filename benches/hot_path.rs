@@ -34,6 +34,7 @@ fn hot_path(c: &mut Criterion) {
         pepper: &pepper,
         id_key: &id_key,
         received_ms: 1,
+        tenants: None,
     };
     for (name, body) in payloads() {
         let sig = sign(SECRET, &body);

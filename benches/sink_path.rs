@@ -28,6 +28,7 @@ fn records(rows: usize) -> Vec<Vec<u8>> {
         pepper: &pepper,
         id_key: &id_key,
         received_ms: NOW * 1000,
+        tenants: None,
     };
     let mut out = Vec::new();
     let mut writer = RecordWriter::default();

@@ -279,6 +279,15 @@ pub struct PartitionRow {
     pub rows: u64,
 }
 
+/// A streamed copy failed on the server's side or on the writer's.
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    #[error(transparent)]
+    ClickHouse(#[from] ClickHouseError),
+    #[error("writing: {0}")]
+    Io(#[from] std::io::Error),
+}
+
 /// A table that holds rows about people (it has a `person_hash` column).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeopleTable {
@@ -395,6 +404,42 @@ impl ClickHouse {
             .collect()
             .await
             .map(|b| b.to_vec())
+            .map_err(|e| self.error(e))
+    }
+
+    /// Streams the answer to `sql` in `format` into `out` as it arrives (never held whole);
+    /// returns the bytes written.
+    pub async fn copy_bytes(
+        &self,
+        sql: &str,
+        format: &str,
+        out: &mut dyn std::io::Write,
+    ) -> Result<u64, CopyError> {
+        let mut cursor = self
+            .client
+            .query(sql)
+            .fetch_bytes(format)
+            .map_err(|e| self.error(e))?;
+        let mut written = 0u64;
+        while let Some(chunk) = cursor.next().await.map_err(|e| self.error(e))? {
+            out.write_all(&chunk)?;
+            written += chunk.len() as u64;
+        }
+        Ok(written)
+    }
+
+    /// MergeTree tables of the database that have a `tenant` column.
+    pub async fn tenant_tables(&self) -> Result<Vec<String>, ClickHouseError> {
+        self.client
+            .query(
+                "SELECT name FROM system.tables WHERE database = ? AND engine LIKE '%MergeTree%' \
+                 AND name IN (SELECT table FROM system.columns WHERE database = ? \
+                 AND name = 'tenant') ORDER BY name",
+            )
+            .bind(&self.database)
+            .bind(&self.database)
+            .fetch_all()
+            .await
             .map_err(|e| self.error(e))
     }
 

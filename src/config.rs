@@ -152,6 +152,39 @@ pub struct IngestConfig {
     /// Proxies (CIDRs, comma-separated) whose `X-Forwarded-For` names the real source of a
     /// request; from any other peer the header is ignored.
     pub trusted_proxies: String,
+    /// More Meta apps, each with its own secret and verify token, at `/webhook/<name>`
+    /// (`/webhook` stays the app of `app_secret` above). In the environment:
+    /// `BLUETICK_INGEST_APPS='[{name = "retail", app_secret_file = "…", verify_token_file = "…"}]'`.
+    pub apps: Vec<AppConfig>,
+    /// The tenant map (TOML: `[waba]` and `[phone_number_id]` tables of id = "tenant"), re-read
+    /// when it changes; empty = no tenants.
+    pub tenant_map: String,
+    /// How often the tenant map's file is checked for changes.
+    pub tenant_map_reload_ms: u64,
+}
+
+/// One more Meta app of a BSP (see `ingest.apps`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AppConfig {
+    /// The path segment its webhooks arrive at: `/webhook/<name>`.
+    pub name: String,
+    pub app_secret: Secret,
+    pub app_secret_file: String,
+    pub app_secret_previous: Secret,
+    pub app_secret_previous_file: String,
+    pub verify_token: Secret,
+    pub verify_token_file: String,
+}
+
+/// One app's resolved credentials.
+#[derive(Debug, Clone)]
+pub struct AppSecrets {
+    /// Empty for the default app (`/webhook`).
+    pub name: String,
+    pub current: Secret,
+    pub previous: Secret,
+    pub verify_token: Secret,
 }
 
 impl Default for IngestConfig {
@@ -172,6 +205,9 @@ impl Default for IngestConfig {
             retry_after_secs: 5,
             shutdown_grace_ms: 10_000,
             max_pending_security_events: 1_000,
+            apps: Vec::new(),
+            tenant_map: String::new(),
+            tenant_map_reload_ms: 10_000,
             security_event_window_ms: 60_000,
             max_security_sources: 10_000,
             small_body_bytes: 64 * 1024,
@@ -438,6 +474,10 @@ pub struct RetentionConfig {
     pub account_event_basis: String,
     pub security_event_days: u32,
     pub security_event_basis: String,
+    pub call_event_days: u32,
+    pub call_event_basis: String,
+    pub opt_out_days: u32,
+    pub opt_out_basis: String,
     /// The record of erasures: kept longer than any data table (it is also the list the
     /// sinks check, which must outlive every event old enough to be stored).
     pub erasure_audit_days: u32,
@@ -458,6 +498,15 @@ impl Default for RetentionConfig {
             account_event_days: 90,
             account_event_basis: "business account, template and quality updates; \
                 no personal data (legitimate interest)"
+                .into(),
+            call_event_days: 90,
+            call_event_basis: "messaging metadata: calls' direction, outcome, times and \
+                duration, no media or network addresses (contract); masked number + keyed hash \
+                only"
+                .into(),
+            opt_out_days: 90,
+            opt_out_basis: "messaging metadata: a customer stopping or resuming marketing \
+                messages (contract: honouring the choice); masked number + keyed hash only"
                 .into(),
             security_event_days: 180,
             security_event_basis: "security log: refused requests with source IP, reason \
@@ -640,6 +689,65 @@ impl Config {
             )?;
         }
         Ok((current, previous))
+    }
+
+    /// Every app's credentials: the default app's first (name empty), then `ingest.apps`,
+    /// each refused if its name is not a path segment, repeats another, or a secret is
+    /// missing or weak.
+    pub fn all_apps(&self) -> Result<Vec<AppSecrets>, ConfigError> {
+        let (current, previous) = self.app_secrets()?;
+        let mut apps = vec![AppSecrets {
+            name: String::new(),
+            current,
+            previous,
+            verify_token: self.verify_token()?,
+        }];
+        let invalid = |reason: String| ConfigError::Invalid {
+            key: "ingest.apps",
+            reason,
+        };
+        for app in &self.ingest.apps {
+            let n = &app.name;
+            let segment = !n.is_empty()
+                && n.len() <= 32
+                && n.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+            if !segment {
+                return Err(invalid(format!(
+                    "app name {n:?}: use 1-32 lowercase letters, digits, '-' or '_' (it is the path /webhook/<name>)"
+                )));
+            }
+            if apps.iter().any(|a| &a.name == n) {
+                return Err(invalid(format!("app {n:?} is listed twice")));
+            }
+            let current = read_optional(&app.app_secret, &app.app_secret_file, "ingest.apps")?;
+            if current.is_empty() {
+                return Err(invalid(format!(
+                    "app {n:?} has no app_secret (or app_secret_file)"
+                )));
+            }
+            let previous = read_optional(
+                &app.app_secret_previous,
+                &app.app_secret_previous_file,
+                "ingest.apps",
+            )?;
+            for secret in [&current, &previous] {
+                if let Some(why) = weakness(secret.expose()).filter(|_| !secret.is_empty()) {
+                    return Err(invalid(format!("app {n:?}: a secret {why}")));
+                }
+            }
+            apps.push(AppSecrets {
+                name: n.clone(),
+                current,
+                previous,
+                verify_token: read_optional(
+                    &app.verify_token,
+                    &app.verify_token_file,
+                    "ingest.apps",
+                )?,
+            });
+        }
+        Ok(apps)
     }
 
     /// The webhook verify token, from its file or value.
@@ -883,6 +991,17 @@ fn typed_like(default: &toml::Value, var: &str, raw: String) -> Result<toml::Val
             "false" | "0" | "no" => false,
             _ => return Err(bad("true or false")),
         }),
+        // A list (`ingest.apps`): a TOML array, e.g. `[{name = "a", app_secret_file = "/f"}]`.
+        // Its value is not echoed on error: it may hold secrets.
+        toml::Value::Array(_) => toml::from_str::<toml::Table>(&format!("v = {raw}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .filter(toml::Value::is_array)
+            .ok_or_else(|| ConfigError::Env {
+                var: var.to_string(),
+                expected: "a TOML array such as [{name = \"a\", app_secret_file = \"/f\"}]",
+                value: format!("({} characters, not shown)", raw.len()),
+            })?,
         _ => toml::Value::String(raw),
     })
 }
@@ -898,6 +1017,48 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         move |k| m.get(k).cloned()
+    }
+
+    #[test]
+    fn apps_come_from_the_environment_and_are_checked() {
+        let base = [
+            ("BLUETICK_APP_SECRET", "f3a9c1d07b2e4856a1c9"),
+            ("BLUETICK_VERIFY_TOKEN", "tok"),
+        ];
+        let with = |apps: &str| {
+            let mut vars = base.to_vec();
+            vars.push(("BLUETICK_INGEST_APPS", apps));
+            Config::load_with(None, env(&vars)).and_then(|c| c.all_apps())
+        };
+        let apps = with(
+            r#"[{name = "retail", app_secret = "9b8a7c6d5e4f3a2b1c0d", verify_token = "t2"}]"#,
+        )
+        .expect("one more app");
+        let names: Vec<&str> = apps.iter().map(|a| a.name.as_str()).collect();
+        assert_eq!(names, ["", "retail"]);
+        assert_eq!(apps[1].verify_token.expose(), "t2");
+        for (bad, says) in [
+            (
+                r#"[{name = "Retail/1", app_secret = "9b8a7c6d5e4f3a2b1c0d"}]"#,
+                "path",
+            ),
+            (
+                r#"[{name = "a", app_secret = "9b8a7c6d5e4f3a2b1c0d"}, {name = "a", app_secret = "1b8a7c6d5e4f3a2b1c0d"}]"#,
+                "twice",
+            ),
+            (r#"[{name = "a"}]"#, "no app_secret"),
+            (r#"[{name = "a", app_secret = "changeme"}]"#, "app \"a\""),
+        ] {
+            let e = with(bad).expect_err(bad).to_string();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+        // Not TOML: refused without showing the value, which may hold secrets.
+        let e = with("[{name = 'x', app_secret = 'Sup3rS3cretValue'").expect_err("broken");
+        let text = e.to_string();
+        assert!(
+            text.contains("BLUETICK_INGEST_APPS") && !text.contains("Sup3rS3cret"),
+            "{text}"
+        );
     }
 
     #[test]

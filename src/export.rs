@@ -7,7 +7,8 @@
 //! is written once.
 
 use crate::clickhouse::{
-    hash_list, quote_ident, ClickHouse, ClickHouseError, IDENTIFIERS_PER_QUERY,
+    hash_list, quote_ident, quote_literal, ClickHouse, ClickHouseError, CopyError,
+    IDENTIFIERS_PER_QUERY,
 };
 use crate::config::Config;
 use crate::privacy::PersonHash;
@@ -28,6 +29,17 @@ pub enum ExportError {
     Row(String),
     #[error("writing the export: {0}")]
     Io(#[from] std::io::Error),
+    #[error("tenant {0:?}: use the label of the tenant map (letters, digits, '-', '_', '.')")]
+    Tenant(String),
+}
+
+impl From<CopyError> for ExportError {
+    fn from(e: CopyError) -> Self {
+        match e {
+            CopyError::ClickHouse(e) => ExportError::ClickHouse(e),
+            CopyError::Io(e) => ExportError::Io(e),
+        }
+    }
 }
 
 /// Rows exported per table.
@@ -94,6 +106,67 @@ pub async fn run(
         hashes.len()
     )?;
     Ok(summary)
+}
+
+/// Writes every row of one client business (`tenant`) as JSON Lines, `{"table":…,<columns>}`
+/// like a person's export: what a BSP hands a client that leaves it. Streamed table by
+/// table, oldest first, so a tenant of any size passes through without being held in memory.
+pub async fn run_tenant(
+    cfg: &Config,
+    tenant: &str,
+    data: &mut dyn Write,
+    progress: &mut dyn Write,
+) -> Result<Summary, ExportError> {
+    let label_ok = !tenant.is_empty()
+        && tenant.len() <= 64
+        && tenant
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if !label_ok {
+        return Err(ExportError::Tenant(tenant.to_string()));
+    }
+    let ch = ClickHouse::new(&cfg.clickhouse)?;
+    let mut summary = Summary::new();
+    for table in ch.tenant_tables().await? {
+        let sql = format!(
+            "SELECT {} AS `table`, * FROM {} FINAL WHERE tenant = {} ORDER BY ts, event_id",
+            quote_literal(&table),
+            quote_ident(&table),
+            quote_literal(tenant)
+        );
+        let mut lines = LineCount {
+            inner: &mut *data,
+            lines: 0,
+        };
+        ch.copy_bytes(&sql, "JSONEachRow", &mut lines).await?;
+        writeln!(progress, "  {table}: {} rows", lines.lines)?;
+        summary.insert(table, lines.lines);
+    }
+    data.flush()?;
+    writeln!(
+        progress,
+        "export: {} rows of tenant {tenant}",
+        summary.values().sum::<u64>()
+    )?;
+    Ok(summary)
+}
+
+/// A writer that counts the lines passing through it.
+struct LineCount<'w> {
+    inner: &'w mut dyn Write,
+    lines: u64,
+}
+
+impl Write for LineCount<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.lines += memchr::memchr_iter(b'\n', &buf[..n]).count() as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// (ts, event_id) of a JSONEachRow line.

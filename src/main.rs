@@ -93,6 +93,10 @@ enum Command {
     Export {
         #[command(flatten)]
         people: People,
+        /// Export every row of one client business instead of a person's (the label of the
+        /// tenant map): what a BSP hands a client that leaves it. JSON Lines only.
+        #[arg(long, value_name = "LABEL", conflicts_with_all = ["phones", "user_ids", "hashes", "from_file", "stdin"])]
+        tenant: Option<String>,
         #[arg(long, value_enum, default_value = "jsonl")]
         format: bluetick::export::Format,
         /// Write to FILE instead of stdout. The file is created readable by its owner only
@@ -365,15 +369,45 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Command::Export {
                 people,
+                tenant,
                 format,
                 out,
                 force,
             } => {
-                let hashes = people.hashes(&cfg)?;
+                if tenant.is_some() {
+                    anyhow::ensure!(
+                        format == bluetick::export::Format::Jsonl,
+                        "--tenant exports JSON Lines only (--format jsonl)"
+                    );
+                }
+                let hashes = match tenant {
+                    Some(_) => Vec::new(),
+                    None => people.hashes(&cfg)?,
+                };
                 let mut data: Box<dyn std::io::Write> = match &out {
                     Some(path) => Box::new(std::io::BufWriter::new(private_file(path, force)?)),
                     None => Box::new(std::io::stdout().lock()),
                 };
+                if let Some(tenant) = tenant {
+                    let work = async {
+                        Ok(bluetick::export::run_tenant(
+                            &cfg,
+                            &tenant,
+                            &mut data,
+                            &mut std::io::stderr(),
+                        )
+                        .await?)
+                    };
+                    reported(&cfg, Job::Export, true, work, |summary| {
+                        vec![(
+                            m::EXPORT_ROWS,
+                            "Rows the last successful export wrote.",
+                            summary.values().sum::<u64>() as f64,
+                        )]
+                    })
+                    .await?;
+                    return Ok(());
+                }
                 let work = async {
                     Ok(bluetick::export::run(
                         &cfg,

@@ -53,6 +53,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "005_security_counts.sql",
         sql: include_str!("../schemas/clickhouse/005_security_counts.sql"),
     },
+    Migration {
+        version: 6,
+        name: "006_meta_coverage.sql",
+        sql: include_str!("../schemas/clickhouse/006_meta_coverage.sql"),
+    },
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -102,7 +102,8 @@ async fn schema_and_queries_agree_on_clickhouse_18_16_and_current() {
     );
     assert_eq!(
         at("SELECT name, engine"),
-        "inbound_message\tReplacingMergeTree\nmessage_status\tReplacingMergeTree\n"
+        "call_event\tReplacingMergeTree\ninbound_message\tReplacingMergeTree\n\
+         message_status\tReplacingMergeTree\nopt_out\tReplacingMergeTree\n"
     );
     let n = selects.len();
     assert_eq!(

@@ -230,6 +230,7 @@ fn check(seed: &Seed, mut body: Vec<u8>) -> Result<usize, String> {
         pepper: &pepper,
         id_key: &id_key,
         received_ms: 1_750_000_000_000,
+        tenants: None,
     };
     let mut encoded = Vec::new();
     parse::split(&hook, &ctx, |event| {

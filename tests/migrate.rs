@@ -29,11 +29,13 @@ async fn migrate_creates_the_schema_once_and_is_safe_to_repeat() {
         tables(&cfg).await,
         [
             "account_event",
+            "call_event",
             "daily_funnel",
             "erasure_audit",
             "inbound_message",
             "message_latest_status",
             "message_status",
+            "opt_out",
             "schema_migrations",
             "security_event"
         ]

@@ -143,7 +143,7 @@ async fn export_and_erase_cover_exactly_one_person() {
     assert_eq!(
         audit,
         format!(
-            "{}\t{total}\terased\tinbound_message,message_status\n",
+            "{}\t{total}\terased\tcall_event,inbound_message,message_status,opt_out\n",
             report.request_id
         )
     );
@@ -411,6 +411,36 @@ const REVIEWED_COLUMNS: &[&str] = &[
     "failed",
     "day",
     "last_ts",
+    // Schema 006: tenants, markets, calls, opt-outs, template lifecycle, account health,
+    // inbound detail (subtypes and pseudonymised targets, groups and ad clicks).
+    "tenant",
+    "country_code",
+    "message_subtype",
+    "target_message_id",
+    "group_id",
+    "ad_source_type",
+    "ad_source_id",
+    "ad_click_id",
+    "call_id",
+    "direction",
+    "start_ts",
+    "end_ts",
+    "duration_s",
+    "category",
+    "preference",
+    "template_category",
+    "pause_title",
+    "previous_category",
+    "new_category",
+    "correct_category",
+    "alert_type",
+    "alert_severity",
+    "alert_status",
+    "decision",
+    "violation_type",
+    "ban_state",
+    "max_daily_conversations",
+    "item_count",
 ];
 
 /// Words that would mean a column carries what a person wrote or sent.

@@ -18,6 +18,8 @@ GRANT INSERT ON bluetick.message_status TO bluetick_writer;
 GRANT INSERT ON bluetick.inbound_message TO bluetick_writer;
 GRANT INSERT ON bluetick.account_event TO bluetick_writer;
 GRANT INSERT ON bluetick.security_event TO bluetick_writer;
+GRANT INSERT ON bluetick.call_event TO bluetick_writer;
+GRANT INSERT ON bluetick.opt_out TO bluetick_writer;
 GRANT SELECT ON bluetick.erasure_audit TO bluetick_writer;
 GRANT SELECT ON bluetick.schema_migrations TO bluetick_writer;
 GRANT SELECT ON bluetick.* TO bluetick_reader;

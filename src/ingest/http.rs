@@ -9,6 +9,7 @@ use super::error::RequestError;
 use super::limits::{source_ip, Admission, Slot};
 use super::parse::{self, SplitContext};
 use super::security::SecurityTally;
+use super::tenants::Tenants;
 use super::verify::{Verifier, SIGNATURE_HEADER};
 use crate::clock::now_ms;
 use crate::health::Health;
@@ -54,8 +55,9 @@ pub struct Settings {
 /// refused requests.
 pub struct State {
     pub settings: Settings,
-    pub verifier: Verifier,
-    pub verify_token: String,
+    /// The default app (`/webhook`) first, then the named ones (`/webhook/<name>`).
+    pub apps: Vec<App>,
+    pub tenants: Tenants,
     pub pepper: Pepper,
     pub id_key: IdKey,
     pub producer: Producer,
@@ -102,8 +104,8 @@ impl State {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         settings: Settings,
-        verifier: Verifier,
-        verify_token: String,
+        apps: Vec<App>,
+        tenants: Tenants,
         pepper: Pepper,
         id_key: IdKey,
         producer: Producer,
@@ -114,8 +116,8 @@ impl State {
     ) -> Self {
         State {
             settings,
-            verifier,
-            verify_token,
+            apps,
+            tenants,
             pepper,
             id_key,
             producer,
@@ -173,6 +175,30 @@ impl State {
     }
 }
 
+/// One Meta app: its signature check and handshake token.
+pub struct App {
+    /// Empty for the default app.
+    pub name: String,
+    pub verifier: Verifier,
+    pub verify_token: String,
+}
+
+impl State {
+    /// The app a webhook path names: `/webhook` the default, `/webhook/<name>` a named one.
+    fn app(&self, path: &str) -> Option<&App> {
+        match path.strip_prefix("/webhook")? {
+            "" => self.apps.first(),
+            rest => {
+                let name = rest.strip_prefix('/')?;
+                self.apps
+                    .iter()
+                    .skip(1)
+                    .find(|a| a.name == name && !name.is_empty())
+            }
+        }
+    }
+}
+
 /// What a successfully handled request produced.
 enum Outcome {
     Events(KindCounts),
@@ -194,9 +220,11 @@ impl Handler {
 
     async fn route(self, req: Request<Incoming>) -> Response<Full<Bytes>> {
         let start = Instant::now();
-        let (route, result) = match (req.method(), req.uri().path()) {
-            (&Method::POST, "/webhook") => ("webhook", self.webhook(req).await),
-            (&Method::GET, "/webhook") => ("handshake", self.handshake(&req)),
+        let path = req.uri().path();
+        let webhook = path == "/webhook" || path.starts_with("/webhook/");
+        let (route, result) = match (req.method(), path) {
+            (&Method::POST, _) if webhook => ("webhook", self.webhook(req).await),
+            (&Method::GET, _) if webhook => ("handshake", self.handshake(&req)),
             (&Method::GET, "/metrics") if !self.state.settings.metrics_elsewhere => {
                 ("metrics", Ok(self.metrics()))
             }
@@ -205,9 +233,8 @@ impl Handler {
                 Ok(Outcome::Reply(ops::healthz(&self.state.health))),
             ),
             (&Method::GET, "/readyz") => ("readyz", self.ready().await),
-            (_, "/webhook" | "/healthz" | "/readyz") => {
-                ("other", Err(RequestError::MethodNotAllowed))
-            }
+            (_, "/healthz" | "/readyz") => ("other", Err(RequestError::MethodNotAllowed)),
+            _ if webhook => ("other", Err(RequestError::MethodNotAllowed)),
             _ => ("other", Err(RequestError::NotFound)),
         };
         let hot = &self.state.hot;
@@ -250,6 +277,7 @@ impl Handler {
 
     /// Meta's subscription check: echo `hub.challenge` when the token matches.
     fn handshake(&self, req: &Request<Incoming>) -> Result<Outcome, RequestError> {
+        let app = self.app_of(req.uri().path(), "handshake", req.headers())?;
         let (mut mode, mut token, mut challenge) = (None, None, None);
         let query = req.uri().query().unwrap_or("");
         for (k, v) in form_urlencoded::parse(query.as_bytes()) {
@@ -260,7 +288,7 @@ impl Handler {
                 _ => {}
             }
         }
-        let expected = self.state.verify_token.as_bytes();
+        let expected = app.verify_token.as_bytes();
         let token_ok =
             token.is_some_and(|t| subtle::ConstantTimeEq::ct_eq(t.as_bytes(), expected).into());
         if mode.as_deref() != Some("subscribe") || !token_ok {
@@ -272,6 +300,7 @@ impl Handler {
 
     /// Verify, parse, split, mask, produce, and wait for the broker's acks.
     async fn webhook(&self, req: Request<Incoming>) -> Result<Outcome, RequestError> {
+        let app = self.app_of(req.uri().path(), "webhook", req.headers())?;
         let mut slot = self.state.admission.request()?;
         let settings = &self.state.settings;
         check_content_type(req.headers())?;
@@ -285,7 +314,7 @@ impl Handler {
         )
         .await?;
         let header = parts.headers.get(SIGNATURE_HEADER).map(|v| v.as_bytes());
-        if let Err(e) = self.state.verifier.verify(header, &body) {
+        if let Err(e) = app.verifier.verify(header, &body) {
             self.record_security(e.reason(), "webhook", &parts.headers);
             return Err(e.into());
         }
@@ -315,10 +344,12 @@ impl Handler {
                 return Ok(Outcome::DeadLettered);
             }
         };
+        let tenants = st.tenants.get();
         let ctx = SplitContext {
             pepper: &st.pepper,
             id_key: &st.id_key,
             received_ms,
+            tenants: Some(&tenants),
         };
         let mut record = RecordWriter::for_body(body_len);
         let mut kinds = KindCounts::default();
@@ -362,6 +393,23 @@ impl Handler {
         )?;
         counter!(m::INGEST_DEAD_LETTERS).increment(1);
         Ok(())
+    }
+
+    /// The app of a webhook path, or 404 (and a security event: a probe of the endpoint) for
+    /// a name no app has.
+    fn app_of(
+        &self,
+        path: &str,
+        route: &'static str,
+        headers: &HeaderMap,
+    ) -> Result<&App, RequestError> {
+        match self.state.app(path) {
+            Some(app) => Ok(app),
+            None => {
+                self.record_security("unknown_app", route, headers);
+                Err(RequestError::NotFound)
+            }
+        }
     }
 
     /// Counts a refused credential against its source (written as a security event at the

@@ -9,6 +9,7 @@ pub mod http;
 pub mod limits;
 pub mod parse;
 pub mod security;
+pub mod tenants;
 pub mod verify;
 
 use crate::config::{Config, ConfigError};
@@ -28,6 +29,8 @@ pub enum IngestError {
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error(transparent)]
     Setup(#[from] crate::kafka::SetupError),
+    #[error(transparent)]
+    Tenants(#[from] tenants::TenantMapError),
     #[error("binding {addr}: {source}")]
     Bind {
         addr: String,
@@ -56,13 +59,22 @@ pub fn state(cfg: &Config) -> Result<http::State, IngestError> {
     let producer_alive = health.watch("kafka producer", Duration::from_secs(60));
     let producer =
         crate::kafka::Producer::new(&cfg.kafka, "bluetick-ingest", Some(producer_alive))?;
+    let apps = cfg
+        .all_apps()?
+        .into_iter()
+        .map(|a| http::App {
+            verifier: verify::Verifier::new(
+                a.current.expose().as_bytes(),
+                a.previous.expose().as_bytes(),
+            ),
+            verify_token: a.verify_token.expose().to_string(),
+            name: a.name,
+        })
+        .collect();
     Ok(http::State::new(
         settings,
-        {
-            let (current, previous) = cfg.app_secrets()?;
-            verify::Verifier::new(current.expose().as_bytes(), previous.expose().as_bytes())
-        },
-        cfg.verify_token()?.expose().to_string(),
+        apps,
+        tenants::Tenants::load(&i.tenant_map)?,
         crate::privacy::Pepper::new(cfg.pepper()?.expose().as_bytes()),
         crate::privacy::IdKey::new(cfg.id_key()?.expose().as_bytes()),
         producer,
@@ -86,6 +98,23 @@ async fn side_tasks(
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, IngestError> {
     let mut tasks = Vec::new();
     let window = Duration::from_millis(cfg.ingest.security_event_window_ms.max(10));
+    if !cfg.ingest.tenant_map.is_empty() {
+        let (st, mut rx) = (Arc::clone(state), stop.clone());
+        let every = Duration::from_millis(cfg.ingest.tenant_map_reload_ms.max(100));
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => match st.tenants.reload_if_changed() {
+                        Ok(true) => tracing::info!(entries = st.tenants.get().len(), "tenant map reloaded"),
+                        Ok(false) => {}
+                        Err(e) => tracing::warn!(error = %e, "tenant map not reloaded; the previous one stays in use"),
+                    },
+                    _ = rx.wait_for(|s| *s) => return,
+                }
+            }
+        }));
+    }
     let (st, mut rx) = (Arc::clone(state), stop.clone());
     // Ticks every second; half a minute without one means the runtime is wedged.
     let ticker = state.health.watch("ingest ticker", Duration::from_secs(30));

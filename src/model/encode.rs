@@ -75,6 +75,33 @@ pub fn encode(e: &Event<'_>, out: &mut Vec<u8>) {
     w.opt(key!("previous_quality"), &e.previous_quality);
     w.opt(key!("new_quality"), &e.new_quality);
     w.opt(key!("current_limit"), &e.current_limit);
+    w.opt(key!("tenant"), &e.tenant);
+    w.opt(key!("country_code"), &e.country_code);
+    w.opt(key!("message_subtype"), &e.message_subtype);
+    w.opt_key(key!("target_message_key"), &e.target_message_key);
+    w.opt_key(key!("group_key"), &e.group_key);
+    w.opt(key!("ad_source_type"), &e.ad_source_type);
+    w.opt(key!("ad_source_id"), &e.ad_source_id);
+    w.opt_key(key!("ad_click_key"), &e.ad_click_key);
+    w.opt_num(key!("item_count"), e.item_count);
+    w.opt(key!("direction"), &e.direction);
+    w.opt_num(key!("call_start_ts"), e.call_start_ts);
+    w.opt_num(key!("call_end_ts"), e.call_end_ts);
+    w.opt_num(key!("call_duration_s"), e.call_duration_s);
+    w.opt(key!("preference_category"), &e.preference_category);
+    w.opt(key!("preference"), &e.preference);
+    w.opt(key!("template_category"), &e.template_category);
+    w.opt(key!("pause_title"), &e.pause_title);
+    w.opt(key!("previous_category"), &e.previous_category);
+    w.opt(key!("new_category"), &e.new_category);
+    w.opt(key!("correct_category"), &e.correct_category);
+    w.opt(key!("alert_type"), &e.alert_type);
+    w.opt(key!("alert_severity"), &e.alert_severity);
+    w.opt(key!("alert_status"), &e.alert_status);
+    w.opt(key!("decision"), &e.decision);
+    w.opt(key!("violation_type"), &e.violation_type);
+    w.opt(key!("ban_state"), &e.ban_state);
+    w.opt(key!("max_daily_conversations"), &e.max_daily_conversations);
     w.out.push(b'}');
 }
 
@@ -117,6 +144,13 @@ impl Writer<'_> {
     fn opt(&mut self, key: &[u8], value: &Option<Cow<'_, str>>) {
         if let Some(v) = value {
             self.text(key, v);
+        }
+    }
+
+    #[inline(always)]
+    fn opt_key(&mut self, key: &[u8], value: &Option<crate::privacy::Pseudonym>) {
+        if let Some(k) = value {
+            self.raw_str(key, &k.to_hex().0);
         }
     }
 
@@ -253,6 +287,33 @@ mod tests {
             previous_quality: Some(text.into()),
             new_quality: Some(text.into()),
             current_limit: Some(text.into()),
+            tenant: Some(text.into()),
+            country_code: Some("91".into()),
+            message_subtype: Some(text.into()),
+            target_message_key: Some(crate::privacy::Pseudonym([0x01; 16])),
+            group_key: Some(crate::privacy::Pseudonym([0x02; 16])),
+            ad_source_type: Some(text.into()),
+            ad_source_id: Some(text.into()),
+            ad_click_key: Some(crate::privacy::Pseudonym([0x03; 16])),
+            item_count: Some(u32::MAX),
+            direction: Some(text.into()),
+            call_start_ts: Some(1),
+            call_end_ts: Some(u64::MAX),
+            call_duration_s: Some(0),
+            preference_category: Some(text.into()),
+            preference: Some(text.into()),
+            template_category: Some(text.into()),
+            pause_title: Some(text.into()),
+            previous_category: Some(text.into()),
+            new_category: Some(text.into()),
+            correct_category: Some(text.into()),
+            alert_type: Some(text.into()),
+            alert_severity: Some(text.into()),
+            alert_status: Some(text.into()),
+            decision: Some(text.into()),
+            violation_type: Some(text.into()),
+            ban_state: Some(text.into()),
+            max_daily_conversations: Some(text.into()),
         }
     }
 
@@ -263,7 +324,7 @@ mod tests {
     }
 
     /// Every optional string of an event, for checks that must cover them all.
-    fn optional_strings<'e>(e: &'e Event<'_>) -> [&'e Option<Cow<'e, str>>; 19] {
+    fn optional_strings<'e>(e: &'e Event<'_>) -> [&'e Option<Cow<'e, str>>; 39] {
         [
             &e.phone_number_id,
             &e.display_phone_number,
@@ -284,6 +345,26 @@ mod tests {
             &e.previous_quality,
             &e.new_quality,
             &e.current_limit,
+            &e.tenant,
+            &e.country_code,
+            &e.message_subtype,
+            &e.ad_source_type,
+            &e.ad_source_id,
+            &e.direction,
+            &e.preference_category,
+            &e.preference,
+            &e.template_category,
+            &e.pause_title,
+            &e.previous_category,
+            &e.new_category,
+            &e.correct_category,
+            &e.alert_type,
+            &e.alert_severity,
+            &e.alert_status,
+            &e.decision,
+            &e.violation_type,
+            &e.ban_state,
+            &e.max_daily_conversations,
         ]
     }
 

@@ -36,6 +36,21 @@ pub enum EventKind {
     TemplateQuality,
     PhoneQuality,
     AccountUpdate,
+    /// `calls[]`: a call connecting or ending (field `calls`).
+    Call,
+    /// `statuses[]` of field `calls`: ringing, accepted, rejected.
+    CallStatus,
+    /// `user_preferences[]`: a customer stopping or resuming marketing messages.
+    OptOut,
+    /// `template_category_update`: Meta re-categorised a template (a price change).
+    TemplateCategory,
+    /// `message_template_components_update` (the components are the template's text: only
+    /// the template is named).
+    TemplateComponents,
+    AccountAlert,
+    AccountReview,
+    BusinessCapability,
+    PhoneName,
     /// Any other `field`: kept as field name, WABA id and time, never dropped.
     #[default]
     Other,
@@ -43,7 +58,7 @@ pub enum EventKind {
 
 impl EventKind {
     /// Every kind, in declaration order: per-kind counters are registered from this list.
-    pub const ALL: [EventKind; 8] = [
+    pub const ALL: [EventKind; 17] = [
         EventKind::Status,
         EventKind::Message,
         EventKind::Error,
@@ -51,6 +66,15 @@ impl EventKind {
         EventKind::TemplateQuality,
         EventKind::PhoneQuality,
         EventKind::AccountUpdate,
+        EventKind::Call,
+        EventKind::CallStatus,
+        EventKind::OptOut,
+        EventKind::TemplateCategory,
+        EventKind::TemplateComponents,
+        EventKind::AccountAlert,
+        EventKind::AccountReview,
+        EventKind::BusinessCapability,
+        EventKind::PhoneName,
         EventKind::Other,
     ];
 
@@ -69,6 +93,15 @@ impl EventKind {
             EventKind::TemplateQuality => "template_quality",
             EventKind::PhoneQuality => "phone_quality",
             EventKind::AccountUpdate => "account_update",
+            EventKind::Call => "call",
+            EventKind::CallStatus => "call_status",
+            EventKind::OptOut => "opt_out",
+            EventKind::TemplateCategory => "template_category",
+            EventKind::TemplateComponents => "template_components",
+            EventKind::AccountAlert => "account_alert",
+            EventKind::AccountReview => "account_review",
+            EventKind::BusinessCapability => "business_capability",
+            EventKind::PhoneName => "phone_name",
             EventKind::Other => "other",
         }
     }
@@ -273,6 +306,70 @@ pub struct Event<'a> {
     pub new_quality: Option<Cow<'a, str>>,
     #[serde(borrow, default, deserialize_with = "borrow_opt")]
     pub current_limit: Option<Cow<'a, str>>,
+
+    /// The client business (a label of the BSP's tenant map) the WABA or phone number belongs
+    /// to.
+    #[serde(borrow, default, deserialize_with = "borrow_opt")]
+    pub tenant: Option<Cow<'a, str>>,
+    /// The person's country calling code (`91`, `1`, `44`): the market, for spend per
+    /// market; identifies no one.
+    #[serde(borrow, default, deserialize_with = "borrow_opt")]
+    pub country_code: Option<Cow<'a, str>>,
+    /// `interactive` subtype (button_reply, list_reply, nfm_reply) or `system` subtype.
+    #[serde(borrow, default, deserialize_with = "borrow_opt")]
+    pub message_subtype: Option<Cow<'a, str>>,
+    /// The pseudonym of the message a reaction, edit or revoke is about.
+    pub target_message_key: Option<Pseudonym>,
+    /// The pseudonym of a group's id (group messages).
+    pub group_key: Option<Pseudonym>,
+    /// Click-to-WhatsApp ad attribution: the referral's source type and ad id, and the
+    /// pseudonym of its click id.
+    #[serde(borrow, default, deserialize_with = "borrow_opt")]
+    pub ad_source_type: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "borrow_opt")]
+    pub ad_source_id: Option<Cow<'a, str>>,
+    pub ad_click_key: Option<Pseudonym>,
+    /// Items in a change counted but not read (message echoes, history, app state sync).
+    pub item_count: Option<u32>,
+    /// Calls: `USER_INITIATED` or `BUSINESS_INITIATED`, and the call's times (Unix seconds)
+    /// and duration (seconds).
+    #[serde(borrow, default, deserialize_with = "borrow_opt")]
+    pub direction: Option<Cow<'a, str>>,
+    pub call_start_ts: Option<u64>,
+    pub call_end_ts: Option<u64>,
+    pub call_duration_s: Option<u64>,
+    /// Opt-outs: the category (`marketing_messages`) and `stop` or `resume`.
+    #[serde(borrow, default, deserialize_with = "borrow_opt")]
+    pub preference_category: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "borrow_opt")]
+    pub preference: Option<Cow<'a, str>>,
+    /// Templates: the category, a pause's title, and a re-categorisation's three categories.
+    #[serde(borrow, default, deserialize_with = "borrow_opt")]
+    pub template_category: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "borrow_opt")]
+    pub pause_title: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "borrow_opt")]
+    pub previous_category: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "borrow_opt")]
+    pub new_category: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "borrow_opt")]
+    pub correct_category: Option<Cow<'a, str>>,
+    /// Account health: an alert's type, severity and status; a review's or name change's
+    /// decision; a violation's type; the first ban state; the messaging limit.
+    #[serde(borrow, default, deserialize_with = "borrow_opt")]
+    pub alert_type: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "borrow_opt")]
+    pub alert_severity: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "borrow_opt")]
+    pub alert_status: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "borrow_opt")]
+    pub decision: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "borrow_opt")]
+    pub violation_type: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "borrow_opt")]
+    pub ban_state: Option<Cow<'a, str>>,
+    #[serde(borrow, default, deserialize_with = "borrow_opt")]
+    pub max_daily_conversations: Option<Cow<'a, str>>,
 }
 
 impl Event<'_> {
@@ -433,6 +530,33 @@ mod schema {
             previous_quality: s(),
             new_quality: s(),
             current_limit: s(),
+            tenant: s(),
+            country_code: s(),
+            message_subtype: s(),
+            target_message_key: Some(Pseudonym([3; 16])),
+            group_key: Some(Pseudonym([4; 16])),
+            ad_source_type: s(),
+            ad_source_id: s(),
+            ad_click_key: Some(Pseudonym([5; 16])),
+            item_count: Some(2),
+            direction: s(),
+            call_start_ts: Some(1),
+            call_end_ts: Some(2),
+            call_duration_s: Some(1),
+            preference_category: s(),
+            preference: s(),
+            template_category: s(),
+            pause_title: s(),
+            previous_category: s(),
+            new_category: s(),
+            correct_category: s(),
+            alert_type: s(),
+            alert_severity: s(),
+            alert_status: s(),
+            decision: s(),
+            violation_type: s(),
+            ban_state: s(),
+            max_daily_conversations: s(),
         };
         let value = serde_json::to_value(&full).expect("serialize");
         let fields: BTreeSet<String> = value.as_object().expect("object").keys().cloned().collect();

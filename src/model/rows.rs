@@ -17,6 +17,8 @@ impl EventKind {
         match self {
             EventKind::Status => Table::MessageStatus,
             EventKind::Message => Table::InboundMessage,
+            EventKind::Call | EventKind::CallStatus => Table::CallEvent,
+            EventKind::OptOut => Table::OptOut,
             _ => Table::AccountEvent,
         }
     }
@@ -92,6 +94,9 @@ pub struct StatusRow<'a> {
     pub recipient_type: &'a str,
     pub user_hash: HashCol,
     pub parent_user_hash: HashCol,
+    /// Schema 006.
+    pub tenant: &'a str,
+    pub country_code: &'a str,
 }
 
 impl<'a> From<&'a Event<'_>> for StatusRow<'a> {
@@ -119,6 +124,8 @@ impl<'a> From<&'a Event<'_>> for StatusRow<'a> {
             recipient_type: s(&e.recipient_type),
             user_hash: HashCol(e.user_hash),
             parent_user_hash: HashCol(e.parent_user_hash),
+            tenant: s(&e.tenant),
+            country_code: s(&e.country_code),
         }
     }
 }
@@ -141,6 +148,15 @@ pub struct InboundRow<'a> {
     pub error_title: &'a str,
     pub user_hash: HashCol,
     pub parent_user_hash: HashCol,
+    /// Schema 006.
+    pub tenant: &'a str,
+    pub country_code: &'a str,
+    pub message_subtype: &'a str,
+    pub target_message_id: KeyCol,
+    pub group_id: KeyCol,
+    pub ad_source_type: &'a str,
+    pub ad_source_id: &'a str,
+    pub ad_click_id: KeyCol,
 }
 
 impl<'a> From<&'a Event<'_>> for InboundRow<'a> {
@@ -162,6 +178,14 @@ impl<'a> From<&'a Event<'_>> for InboundRow<'a> {
             error_title: s(&e.error_title),
             user_hash: HashCol(e.user_hash),
             parent_user_hash: HashCol(e.parent_user_hash),
+            tenant: s(&e.tenant),
+            country_code: s(&e.country_code),
+            message_subtype: s(&e.message_subtype),
+            target_message_id: KeyCol(e.target_message_key),
+            group_id: KeyCol(e.group_key),
+            ad_source_type: s(&e.ad_source_type),
+            ad_source_id: s(&e.ad_source_id),
+            ad_click_id: KeyCol(e.ad_click_key),
         }
     }
 }
@@ -186,6 +210,21 @@ pub struct AccountRow<'a> {
     pub current_limit: &'a str,
     pub error_code: i32,
     pub error_title: &'a str,
+    /// Schema 006.
+    pub tenant: &'a str,
+    pub template_category: &'a str,
+    pub pause_title: &'a str,
+    pub previous_category: &'a str,
+    pub new_category: &'a str,
+    pub correct_category: &'a str,
+    pub alert_type: &'a str,
+    pub alert_severity: &'a str,
+    pub alert_status: &'a str,
+    pub decision: &'a str,
+    pub violation_type: &'a str,
+    pub ban_state: &'a str,
+    pub max_daily_conversations: &'a str,
+    pub item_count: u32,
 }
 
 impl<'a> From<&'a Event<'_>> for AccountRow<'a> {
@@ -209,6 +248,109 @@ impl<'a> From<&'a Event<'_>> for AccountRow<'a> {
             current_limit: s(&e.current_limit),
             error_code: error_code(e),
             error_title: s(&e.error_title),
+            tenant: s(&e.tenant),
+            template_category: s(&e.template_category),
+            pause_title: s(&e.pause_title),
+            previous_category: s(&e.previous_category),
+            new_category: s(&e.new_category),
+            correct_category: s(&e.correct_category),
+            alert_type: s(&e.alert_type),
+            alert_severity: s(&e.alert_severity),
+            alert_status: s(&e.alert_status),
+            decision: s(&e.decision),
+            violation_type: s(&e.violation_type),
+            ban_state: s(&e.ban_state),
+            max_daily_conversations: s(&e.max_daily_conversations),
+            item_count: e.item_count.unwrap_or(0),
+        }
+    }
+}
+
+/// A call connecting or ending, or a call status (schema 006). `call_id` holds the call id's
+/// pseudonym.
+#[derive(Debug, clickhouse::Row, Serialize)]
+pub struct CallRow<'a> {
+    pub event_id: EventId,
+    pub ts: u32,
+    pub received_ms: u64,
+    pub kind: &'a str,
+    pub waba_id: &'a str,
+    pub phone_number_id: &'a str,
+    pub tenant: &'a str,
+    pub call_id: KeyCol,
+    pub update_event: &'a str,
+    pub status: &'a str,
+    pub direction: &'a str,
+    pub start_ts: u32,
+    pub end_ts: u32,
+    pub duration_s: u32,
+    pub person_masked: &'a str,
+    pub person_hash: HashCol,
+    pub user_hash: HashCol,
+    pub country_code: &'a str,
+    pub error_code: i32,
+    pub error_title: &'a str,
+}
+
+impl<'a> From<&'a Event<'_>> for CallRow<'a> {
+    fn from(e: &'a Event<'_>) -> Self {
+        CallRow {
+            event_id: e.id,
+            ts: secs(e.ts),
+            received_ms: e.received_ms,
+            kind: e.kind.as_str(),
+            waba_id: &e.waba_id,
+            phone_number_id: s(&e.phone_number_id),
+            tenant: s(&e.tenant),
+            call_id: KeyCol(e.message_key),
+            update_event: s(&e.update_event),
+            status: s(&e.status),
+            direction: s(&e.direction),
+            start_ts: e.call_start_ts.map_or(0, secs),
+            end_ts: e.call_end_ts.map_or(0, secs),
+            duration_s: e.call_duration_s.map_or(0, secs),
+            person_masked: e.person_masked.as_ref().map_or("", |m| m.as_str()),
+            person_hash: HashCol(e.person_hash),
+            user_hash: HashCol(e.user_hash),
+            country_code: s(&e.country_code),
+            error_code: error_code(e),
+            error_title: s(&e.error_title),
+        }
+    }
+}
+
+/// A customer stopping or resuming a category of messages (schema 006).
+#[derive(Debug, clickhouse::Row, Serialize)]
+pub struct OptOutRow<'a> {
+    pub event_id: EventId,
+    pub ts: u32,
+    pub received_ms: u64,
+    pub waba_id: &'a str,
+    pub phone_number_id: &'a str,
+    pub tenant: &'a str,
+    pub category: &'a str,
+    pub preference: &'a str,
+    pub person_masked: &'a str,
+    pub person_hash: HashCol,
+    pub user_hash: HashCol,
+    pub country_code: &'a str,
+}
+
+impl<'a> From<&'a Event<'_>> for OptOutRow<'a> {
+    fn from(e: &'a Event<'_>) -> Self {
+        OptOutRow {
+            event_id: e.id,
+            ts: secs(e.ts),
+            received_ms: e.received_ms,
+            waba_id: &e.waba_id,
+            phone_number_id: s(&e.phone_number_id),
+            tenant: s(&e.tenant),
+            category: s(&e.preference_category),
+            preference: s(&e.preference),
+            person_masked: e.person_masked.as_ref().map_or("", |m| m.as_str()),
+            person_hash: HashCol(e.person_hash),
+            user_hash: HashCol(e.user_hash),
+            country_code: s(&e.country_code),
         }
     }
 }
@@ -269,7 +411,9 @@ table_row!(
     StatusRow => Table::MessageStatus,
     InboundRow => Table::InboundMessage,
     AccountRow => Table::AccountEvent,
-    SecurityRow => Table::SecurityEvent
+    SecurityRow => Table::SecurityEvent,
+    CallRow => Table::CallEvent,
+    OptOutRow => Table::OptOut
 );
 
 #[cfg(test)]

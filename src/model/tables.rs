@@ -18,13 +18,14 @@ pub const ERASURE_AUDIT: &str = "erasure_audit";
 pub const PERSON_COLUMNS: [&str; 3] = ["person_hash", "user_hash", "parent_user_hash"];
 
 /// Columns (and event fields) that hold the business's own identifiers — its WABA id, phone
-/// number id, display number and template ids — which are digit strings by design and
-/// identify no person. A privacy scan exempts them, and says so.
+/// number id, display number, template ids and the ids of its ads — which are digit strings
+/// by design and identify no person. A privacy scan exempts them, and says so.
 pub const BUSINESS_ID_COLUMNS: &[&str] = &[
     "waba_id",
     "phone_number_id",
     "display_phone_number",
     "template_id",
+    "ad_source_id",
 ];
 
 /// The longest value each string column's purpose allows, in characters: a code, an enum, a
@@ -58,6 +59,30 @@ pub const COLUMN_MAX_LEN: &[(&str, usize)] = &[
     ("reason", 256),
     ("source_ip", 45),
     ("route", 32),
+    ("tenant", 64),
+    ("country_code", 3),
+    ("message_subtype", 64),
+    ("target_message_id", 32),
+    ("group_id", 32),
+    ("ad_click_id", 32),
+    ("call_id", 32),
+    ("ad_source_type", 16),
+    ("ad_source_id", 32),
+    ("direction", 32),
+    ("category", 64),
+    ("preference", 16),
+    ("template_category", 40),
+    ("pause_title", 40),
+    ("previous_category", 40),
+    ("new_category", 40),
+    ("correct_category", 40),
+    ("alert_type", 64),
+    ("alert_severity", 32),
+    ("alert_status", 32),
+    ("decision", 40),
+    ("violation_type", 64),
+    ("ban_state", 64),
+    ("max_daily_conversations", 40),
 ];
 
 /// The limit of string columns not in [`COLUMN_MAX_LEN`].
@@ -74,7 +99,17 @@ pub fn max_len(column: &str) -> usize {
 /// Columns of Meta's ids, which hold keyed pseudonyms (never the raw id) since schema 004.
 pub const ID_COLUMNS: &[(&str, &[&str])] = &[
     ("message_status", &["message_id"]),
-    ("inbound_message", &["message_id", "context_message_id"]),
+    (
+        "inbound_message",
+        &[
+            "message_id",
+            "context_message_id",
+            "target_message_id",
+            "group_id",
+            "ad_click_id",
+        ],
+    ),
+    ("call_event", &["call_id"]),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -83,14 +118,18 @@ pub enum Table {
     InboundMessage,
     AccountEvent,
     SecurityEvent,
+    CallEvent,
+    OptOut,
 }
 
 impl Table {
-    pub const ALL: [Table; 4] = [
+    pub const ALL: [Table; 6] = [
         Table::MessageStatus,
         Table::InboundMessage,
         Table::AccountEvent,
         Table::SecurityEvent,
+        Table::CallEvent,
+        Table::OptOut,
     ];
 
     /// Position in [`Table::ALL`] (declaration order), for per-table arrays.
@@ -104,6 +143,8 @@ impl Table {
             Table::InboundMessage => "inbound_message",
             Table::AccountEvent => "account_event",
             Table::SecurityEvent => "security_event",
+            Table::CallEvent => "call_event",
+            Table::OptOut => "opt_out",
         }
     }
 
@@ -118,6 +159,8 @@ impl Table {
             Table::InboundMessage => &cfg.inbound_message_basis,
             Table::AccountEvent => &cfg.account_event_basis,
             Table::SecurityEvent => &cfg.security_event_basis,
+            Table::CallEvent => &cfg.call_event_basis,
+            Table::OptOut => &cfg.opt_out_basis,
         }
     }
 
@@ -127,6 +170,8 @@ impl Table {
             Table::InboundMessage => cfg.inbound_message_days,
             Table::AccountEvent => cfg.account_event_days,
             Table::SecurityEvent => cfg.security_event_days,
+            Table::CallEvent => cfg.call_event_days,
+            Table::OptOut => cfg.opt_out_days,
         }
     }
 }

@@ -89,6 +89,144 @@ pub struct Value<'a> {
     pub phone_number: Option<Text<'a>>,
     #[serde(borrow, default)]
     pub current_limit: Option<Text<'a>>,
+    /// Replaces `current_limit` from 2026 (phone_number_quality_update,
+    /// business_capability_update).
+    #[serde(borrow, default)]
+    pub max_daily_conversations_per_business: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    pub max_daily_conversation_per_phone: Option<Text<'a>>,
+
+    // field = "calls": calls (connect, terminate) and call statuses (in `statuses`)
+    #[serde(borrow, default, deserialize_with = "lenient_seq")]
+    pub calls: Vec<Call<'a>>,
+    // field = "user_preferences": marketing opt-outs and opt-ins
+    #[serde(borrow, default, deserialize_with = "lenient_seq")]
+    pub user_preferences: Vec<UserPreference<'a>>,
+
+    // template lifecycle
+    /// `other_info.title`: FIRST_PAUSE, SECOND_PAUSE, UNPAUSE (its description is prose).
+    #[serde(borrow, default, deserialize_with = "lenient")]
+    pub other_info: Option<Titled<'a>>,
+    /// `rejection_info.reason` (its recommendation is prose).
+    #[serde(borrow, default, deserialize_with = "lenient")]
+    pub rejection_info: Option<Reasoned<'a>>,
+    #[serde(borrow, default)]
+    pub message_template_category: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    pub previous_category: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    pub new_category: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    pub correct_category: Option<Text<'a>>,
+
+    // account and number health
+    #[serde(borrow, default, deserialize_with = "lenient")]
+    pub alert_info: Option<AlertInfo<'a>>,
+    /// account_review_update, phone_number_name_update.
+    #[serde(borrow, default)]
+    pub decision: Option<Text<'a>>,
+    #[serde(borrow, default, deserialize_with = "lenient")]
+    pub violation_info: Option<ViolationInfo<'a>>,
+    #[serde(borrow, default, deserialize_with = "lenient")]
+    pub ban_info: Option<BanInfo<'a>>,
+
+    // coexistence (the business app beside the API): counted, never read
+    #[serde(default, deserialize_with = "count_items")]
+    pub message_echoes: u32,
+    #[serde(default, deserialize_with = "count_items")]
+    pub history: u32,
+    #[serde(default, deserialize_with = "count_items")]
+    pub state_sync: u32,
+}
+
+/// A `calls[]` item: a call connecting or ending. `session` (SDP, which names network
+/// addresses) is not declared.
+#[derive(Debug, Deserialize)]
+pub struct Call<'a> {
+    /// The call id (`wacid.…`): carries a number like a wamid, pseudonymised.
+    #[serde(borrow, default)]
+    pub id: Text<'a>,
+    /// Caller and callee: one is the business's number, the other the customer's.
+    #[serde(borrow, default)]
+    pub from: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    pub to: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    pub from_user_id: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    pub to_user_id: Option<Text<'a>>,
+    /// `connect` or `terminate`.
+    #[serde(borrow, default)]
+    pub event: Option<Text<'a>>,
+    /// `USER_INITIATED` or `BUSINESS_INITIATED`.
+    #[serde(borrow, default)]
+    pub direction: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    pub timestamp: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    pub status: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    pub start_time: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    pub end_time: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    pub duration: Option<Text<'a>>,
+    #[serde(borrow, default, deserialize_with = "lenient_seq")]
+    pub errors: Vec<ErrorInfo<'a>>,
+}
+
+/// A `user_preferences[]` item. `detail` is Meta's prose and is not declared.
+#[derive(Debug, Deserialize)]
+pub struct UserPreference<'a> {
+    /// The customer's number: personal, masked and hashed.
+    #[serde(borrow, default)]
+    pub wa_id: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    pub user_id: Option<Text<'a>>,
+    /// `marketing_messages`.
+    #[serde(borrow, default)]
+    pub category: Option<Text<'a>>,
+    /// `stop` or `resume`.
+    #[serde(borrow, default)]
+    pub value: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    pub timestamp: Option<Text<'a>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Titled<'a> {
+    #[serde(borrow, default)]
+    pub title: Option<Text<'a>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Reasoned<'a> {
+    #[serde(borrow, default)]
+    pub reason: Option<Text<'a>>,
+}
+
+/// `alert_info`: its `alert_description` is prose and is not declared.
+#[derive(Debug, Deserialize)]
+pub struct AlertInfo<'a> {
+    #[serde(borrow, default)]
+    pub alert_type: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    pub alert_severity: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    pub alert_status: Option<Text<'a>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ViolationInfo<'a> {
+    #[serde(borrow, default)]
+    pub violation_type: Option<Text<'a>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct BanInfo<'a> {
+    /// A list of states; the first is kept.
+    #[serde(borrow, default, deserialize_with = "first_text")]
+    pub waba_ban_state: Option<Text<'a>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -212,12 +350,110 @@ pub struct InboundMessage<'a> {
     pub kind: Option<Text<'a>>,
     #[serde(borrow, default, deserialize_with = "lenient")]
     pub context: Option<Context<'a>>,
-    /// Present when the conversation started from an ad; its contents (headline, body, media)
-    /// are content, so only the presence is read.
-    #[serde(default)]
-    pub referral: Option<IgnoredAny>,
+    /// Present when the conversation started from an ad: its type and ad id are attribution
+    /// metadata, its click id is pseudonymised; headline, body and media are content and are
+    /// not declared.
+    #[serde(borrow, default, deserialize_with = "lenient")]
+    pub referral: Option<Referral<'a>>,
     #[serde(borrow, default, deserialize_with = "lenient_seq")]
     pub errors: Vec<ErrorInfo<'a>>,
+    /// Group messages: the group's id, pseudonymised.
+    #[serde(borrow, default)]
+    pub group_id: Option<Text<'a>>,
+    /// The subtype of `interactive` (button_reply, list_reply, nfm_reply = a Flow completed)
+    /// and of `system` (user_preference_changed, customer_changed_number, …); their other
+    /// keys (titles, bodies, new numbers) are content and are not declared.
+    #[serde(borrow, default, deserialize_with = "lenient")]
+    pub interactive: Option<Subtyped<'a>>,
+    #[serde(borrow, default, deserialize_with = "lenient")]
+    pub system: Option<Subtyped<'a>>,
+    /// The message a reaction, an edit or a revoke is about (a wamid: pseudonymised); the
+    /// emoji and the edited text are not declared.
+    #[serde(borrow, default, deserialize_with = "lenient")]
+    pub reaction: Option<Target<'a>>,
+    #[serde(borrow, default, deserialize_with = "lenient")]
+    pub edit: Option<Target<'a>>,
+    #[serde(borrow, default, deserialize_with = "lenient")]
+    pub revoke: Option<Target<'a>>,
+    // The per-type objects, as presence only (their contents are skipped unread): which one
+    // a message without `type` carries gives its type.
+    #[serde(default)]
+    pub text: Option<IgnoredAny>,
+    #[serde(default)]
+    pub image: Option<IgnoredAny>,
+    #[serde(default)]
+    pub video: Option<IgnoredAny>,
+    #[serde(default)]
+    pub audio: Option<IgnoredAny>,
+    #[serde(default)]
+    pub document: Option<IgnoredAny>,
+    #[serde(default)]
+    pub sticker: Option<IgnoredAny>,
+    #[serde(default)]
+    pub location: Option<IgnoredAny>,
+    #[serde(default)]
+    pub contacts: Option<IgnoredAny>,
+    #[serde(default)]
+    pub button: Option<IgnoredAny>,
+    #[serde(default)]
+    pub order: Option<IgnoredAny>,
+    #[serde(default)]
+    pub unsupported: Option<IgnoredAny>,
+}
+
+impl InboundMessage<'_> {
+    /// The message's type: `type`, or for a message without one, the type of the per-type
+    /// object it carries.
+    pub fn kind(&self) -> Option<&str> {
+        if let Some(k) = self.kind.as_ref().filter(|k| !k.is_empty()) {
+            return Some(k.as_str());
+        }
+        [
+            (self.text.is_some(), "text"),
+            (self.image.is_some(), "image"),
+            (self.video.is_some(), "video"),
+            (self.audio.is_some(), "audio"),
+            (self.document.is_some(), "document"),
+            (self.sticker.is_some(), "sticker"),
+            (self.location.is_some(), "location"),
+            (self.contacts.is_some(), "contacts"),
+            (self.interactive.is_some(), "interactive"),
+            (self.button.is_some(), "button"),
+            (self.reaction.is_some(), "reaction"),
+            (self.order.is_some(), "order"),
+            (self.system.is_some(), "system"),
+            (self.unsupported.is_some(), "unsupported"),
+        ]
+        .into_iter()
+        .find_map(|(present, kind)| present.then_some(kind))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Referral<'a> {
+    /// `ad` or `post`.
+    #[serde(borrow, default)]
+    pub source_type: Option<Text<'a>>,
+    /// The ad's (or post's) id.
+    #[serde(borrow, default)]
+    pub source_id: Option<Text<'a>>,
+    /// The click id of one person's click on the ad: pseudonymised.
+    #[serde(borrow, default)]
+    pub ctwa_clid: Option<Text<'a>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Subtyped<'a> {
+    #[serde(borrow, default, rename = "type")]
+    pub kind: Option<Text<'a>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Target<'a> {
+    #[serde(borrow, default)]
+    pub message_id: Option<Text<'a>>,
+    #[serde(borrow, default)]
+    pub original_message_id: Option<Text<'a>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -239,6 +475,101 @@ where
     T: Deserialize<'de>,
 {
     Ok(Lenient::<T>::deserialize(d)?.0)
+}
+
+/// The number of items of a list (each skipped unread); anything else counts as 0.
+fn count_items<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    struct Count;
+    impl<'de> Visitor<'de> for Count {
+        type Value = u32;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("any value")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<u32, A::Error> {
+            let mut n = 0u32;
+            while seq.next_element::<IgnoredAny>()?.is_some() {
+                n = n.saturating_add(1);
+            }
+            Ok(n)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<u32, A::Error> {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            Ok(0)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<u32, D::Error> {
+            d.deserialize_any(self)
+        }
+        fn visit_none<E: de::Error>(self) -> Result<u32, E> {
+            Ok(0)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<u32, E> {
+            Ok(0)
+        }
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<u32, E> {
+            Ok(0)
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<u32, E> {
+            Ok(0)
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<u32, E> {
+            Ok(0)
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<u32, E> {
+            Ok(0)
+        }
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<u32, E> {
+            Ok(0)
+        }
+    }
+    d.deserialize_any(Count)
+}
+
+/// A text, or the first text of a list of them; anything else reads as absent.
+fn first_text<'de: 'a, 'a, D: Deserializer<'de>>(d: D) -> Result<Option<Text<'a>>, D::Error> {
+    struct First;
+    impl<'de> Visitor<'de> for First {
+        type Value = Option<Text<'de>>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a string or a list of strings")
+        }
+        fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+            Ok(Some(Text::from(v)))
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(Text(std::borrow::Cow::Owned(v.to_owned()))))
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let first = seq.next_element::<Text<'de>>()?;
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            Ok(first.filter(|t| !t.is_empty()))
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(self)
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+    }
+    d.deserialize_any(First)
 }
 
 /// As [`lenient`], for a field whose absence is its default.

@@ -3,6 +3,7 @@
 //! hashes) become the hashes to search for. A leaf: it imports nothing of the project, so
 //! everything above can rely on it and nothing here can leak through another module.
 
+pub mod calling_code;
 pub mod detect;
 pub mod hash;
 pub mod mask;

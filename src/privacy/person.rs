@@ -8,6 +8,8 @@ use super::{normalize, MaskedPhone, Pepper, PersonHash};
 pub struct Person {
     pub masked: MaskedPhone,
     pub hash: PersonHash,
+    /// The number's country calling code, if assigned: the market, not the person.
+    pub country_code: Option<&'static str>,
 }
 
 impl Person {
@@ -17,6 +19,7 @@ impl Person {
         Person {
             masked: MaskedPhone::from_digits(digits.as_str()),
             hash: pepper.hash_digits(digits.as_str()),
+            country_code: super::calling_code::calling_code(digits.as_str()),
         }
     }
 }

@@ -298,6 +298,8 @@ impl<'c> Sink<'c> {
         rejects.extend(self.write(&rows.inbound).await?);
         rejects.extend(self.write(&rows.account).await?);
         rejects.extend(self.write(&rows.security).await?);
+        rejects.extend(self.write(&rows.calls).await?);
+        rejects.extend(self.write(&rows.opt_outs).await?);
         if !rejects.is_empty() {
             self.dead_letter(batch, &rejects).await?;
         }

@@ -7,7 +7,7 @@
 use super::batch::{recycle, Decoded, Reject};
 use super::erased::Erased;
 use crate::config::RetentionConfig;
-use crate::model::rows::{AccountRow, InboundRow, SecurityRow, StatusRow};
+use crate::model::rows::{AccountRow, CallRow, InboundRow, OptOutRow, SecurityRow, StatusRow};
 use crate::model::tables::{day_of, first_kept_day, Table};
 use crate::model::Event;
 
@@ -22,6 +22,8 @@ pub struct Rows<'a> {
     pub inbound: Vec<(usize, InboundRow<'a>)>,
     pub account: Vec<(usize, AccountRow<'a>)>,
     pub security: Vec<(usize, SecurityRow<'a>)>,
+    pub calls: Vec<(usize, CallRow<'a>)>,
+    pub opt_outs: Vec<(usize, OptOutRow<'a>)>,
     /// Rows not written because they are already past their table's retention.
     pub expired: Vec<(Table, usize)>,
     /// Lines not written because their person was erased after the event.
@@ -33,7 +35,7 @@ pub struct Rows<'a> {
 #[derive(Debug, Clone, Copy)]
 pub struct Window {
     pub now_secs: u64,
-    pub first_kept_day: [u64; 4],
+    pub first_kept_day: [u64; Table::ALL.len()],
 }
 
 impl Window {
@@ -80,6 +82,8 @@ impl<'a> Rows<'a> {
             inbound: recycle(self.inbound),
             account: recycle(self.account),
             security: recycle(self.security),
+            calls: recycle(self.calls),
+            opt_outs: recycle(self.opt_outs),
             expired: recycle(self.expired),
             erased: recycle(self.erased),
             rejects: recycle(self.rejects),
@@ -97,7 +101,7 @@ impl<'a> Rows<'a> {
         rows.clear();
         rows.rejects.extend_from_slice(&decoded.rejects);
         // Per table: (event time, position in `decoded.events`).
-        let mut order: [Vec<(u64, u32)>; 4] = Default::default();
+        let mut order: [Vec<(u64, u32)>; Table::ALL.len()] = Default::default();
         for (pos, (line, event)) in decoded.events.iter().enumerate() {
             let table = event.kind.table();
             match window.check(table, event.ts) {
@@ -144,6 +148,8 @@ impl<'a> Rows<'a> {
         self.inbound.clear();
         self.account.clear();
         self.security.clear();
+        self.calls.clear();
+        self.opt_outs.clear();
         self.expired.clear();
         self.erased.clear();
         self.rejects.clear();
@@ -153,6 +159,8 @@ impl<'a> Rows<'a> {
         match table {
             Table::MessageStatus => self.status.push((line, StatusRow::from(e))),
             Table::InboundMessage => self.inbound.push((line, InboundRow::from(e))),
+            Table::CallEvent => self.calls.push((line, CallRow::from(e))),
+            Table::OptOut => self.opt_outs.push((line, OptOutRow::from(e))),
             Table::AccountEvent | Table::SecurityEvent => {
                 self.account.push((line, AccountRow::from(e)))
             }
@@ -160,7 +168,12 @@ impl<'a> Rows<'a> {
     }
 
     pub fn len(&self) -> usize {
-        self.status.len() + self.inbound.len() + self.account.len() + self.security.len()
+        self.status.len()
+            + self.inbound.len()
+            + self.account.len()
+            + self.security.len()
+            + self.calls.len()
+            + self.opt_outs.len()
     }
 
     pub fn is_empty(&self) -> bool {
