@@ -428,14 +428,18 @@ impl ClickHouse {
         Ok(written)
     }
 
-    /// MergeTree tables of the database that have a `tenant` column.
+    /// MergeTree tables of the database that hold events (an `event_id` column) of a tenant (a
+    /// `tenant` column). The daily aggregates have a tenant but no events: they are counts
+    /// derived from these tables, not a client's data of their own.
     pub async fn tenant_tables(&self) -> Result<Vec<String>, ClickHouseError> {
         self.client
             .query(
                 "SELECT name FROM system.tables WHERE database = ? AND engine LIKE '%MergeTree%' \
                  AND name IN (SELECT table FROM system.columns WHERE database = ? \
-                 AND name = 'tenant') ORDER BY name",
+                 AND name = 'tenant') AND name IN (SELECT table FROM system.columns \
+                 WHERE database = ? AND name = 'event_id') ORDER BY name",
             )
+            .bind(&self.database)
             .bind(&self.database)
             .bind(&self.database)
             .fetch_all()

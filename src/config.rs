@@ -440,6 +440,9 @@ pub struct SinkConfig {
     /// wedged) makes `/healthz` answer 503, so the orchestrator restarts the sink; nothing is
     /// lost by a restart, as the batch's offsets are not committed.
     pub stall_after_ms: u64,
+    /// How often the daily aggregates of the days this sink wrote to are recounted (the
+    /// dashboards' freshness); 0 = never (then run `bluetick rollup`).
+    pub rollup_interval_ms: u64,
 }
 
 impl Default for SinkConfig {
@@ -455,6 +458,7 @@ impl Default for SinkConfig {
             retry_initial_ms: 250,
             retry_max_ms: 30_000,
             stall_after_ms: 300_000,
+            rollup_interval_ms: 60_000,
         }
     }
 }

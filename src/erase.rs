@@ -12,7 +12,7 @@
 use crate::clickhouse::{quote_ident, quote_literal, ClickHouse, ClickHouseError, PeopleTable};
 use crate::clock::now_secs;
 use crate::config::Config;
-use crate::model::tables::ERASURE_AUDIT;
+use crate::model::tables::{Table, ERASURE_AUDIT};
 use crate::privacy::PersonHash;
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -97,6 +97,7 @@ pub async fn run(
             "requested",
         )
         .await?;
+    let mut days = request.days(&tables).await?;
     let mut report = Report {
         request_id: request_id.clone(),
         identifiers: identifiers.clone(),
@@ -117,6 +118,7 @@ pub async fn run(
     for table in &tables {
         let late = request.count(table).await?;
         if late > 0 {
+            days.extend(request.days(std::slice::from_ref(table)).await?);
             writeln!(
                 out,
                 "  {}: {late} rows arrived while erasing; erasing again",
@@ -126,6 +128,15 @@ pub async fn run(
             let rows = request.erase_table(table, waits, out, &done).await?;
             *report.removed.entry(table.name.clone()).or_default() += rows.values().sum::<u64>();
         }
+    }
+    // The daily aggregates counted these rows: recount the days they were on.
+    let version = crate::clock::now_ms();
+    let recounted = crate::rollup::days(&ch, &days, version).await?;
+    if recounted > 0 {
+        writeln!(
+            out,
+            "  daily aggregates recounted for {recounted} table days"
+        )?;
     }
     request
         .audit(
@@ -151,6 +162,36 @@ struct Request<'a> {
 }
 
 impl Request<'_> {
+    /// The days (since the epoch) each table that feeds the daily aggregates has rows of
+    /// these people on: the aggregates to recount once they are gone.
+    async fn days(
+        &self,
+        tables: &[PeopleTable],
+    ) -> Result<std::collections::BTreeSet<(Table, u64)>, ClickHouseError> {
+        let mut out = std::collections::BTreeSet::new();
+        for t in tables {
+            let Some(table) =
+                Table::from_name(&t.name).filter(|t| crate::rollup::feeds_aggregates(*t))
+            else {
+                continue;
+            };
+            let sql = format!(
+                "SELECT DISTINCT toUInt64(intDiv(toUInt32(ts), 86400)) FROM {} WHERE {}",
+                quote_ident(&t.name),
+                t.any_of(&self.set())
+            );
+            let days: Vec<u64> = self
+                .ch
+                .client()
+                .query(&sql)
+                .fetch_all()
+                .await
+                .map_err(|e| self.ch.error(e))?;
+            out.extend(days.into_iter().map(|d| (table, d)));
+        }
+        Ok(out)
+    }
+
     /// The identifiers of this request, as a subquery.
     fn set(&self) -> String {
         format!(

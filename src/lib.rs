@@ -14,12 +14,12 @@
 //!    and topics), [`retention`] (day-partition drops), [`erase`] and [`export`] (a person's
 //!    rights), [`message_key`] (Meta ids → the pseudonyms stored in their place), [`audit`]
 //!    (the privacy promise checked on the live data), [`replay`] (dead letters back to be
-//!    stored).
+//!    stored), [`rate_card`] (prices for the estimated spend).
 //! 2. **The data contract and the shared clients**: [`model`] (Meta's wire types, the event
 //!    and its encoding, the records, the ClickHouse rows and tables), [`kafka`] (client
 //!    settings, topics, the bounded producer), [`clickhouse`] (client, quoting, errors, schema
 //!    queries), [`ops`] (`/metrics`, `/healthz`, `/readyz`), [`pushgateway`] (the jobs'
-//!    outcomes).
+//!    outcomes), [`rollup`] (the daily aggregates, recounted per day).
 //! 3. **Primitives**: [`privacy`] (masking, keyed hashing, people as operators name them),
 //!    [`config`] (file + `BLUETICK_*` env), [`metrics`] (names and recorder), [`health`]
 //!    (watches with deadlines), [`clock`].
@@ -40,6 +40,8 @@ pub mod model;
 pub mod ops;
 pub mod privacy;
 pub mod pushgateway;
+pub mod rate_card;
 pub mod replay;
 pub mod retention;
+pub mod rollup;
 pub mod sink;

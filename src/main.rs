@@ -107,6 +107,28 @@ enum Command {
         #[arg(long, requires = "out")]
         force: bool,
     },
+    /// Load the rate card (price of a billable message per market and pricing category, from
+    /// a date on) for the estimated spend. The CSV is the whole card and replaces the previous
+    /// one; every line is checked first. See deploy/rate-card.example.csv (made-up prices).
+    RateCard {
+        #[command(subcommand)]
+        action: RateCardAction,
+    },
+    /// Recount the daily aggregates the dashboards read, for a range of days: after upgrading
+    /// to a release that adds them (to fill the days already stored), or when the sinks'
+    /// rollup is off (sink.rollup_interval_ms = 0). Exact counts from each day's rows; safe to
+    /// run at any time and repeatedly.
+    Rollup {
+        /// The last N days up to today (UTC).
+        #[arg(long, default_value_t = 8, value_name = "N", conflicts_with = "from")]
+        days: u64,
+        /// First day, YYYY-MM-DD (with --to).
+        #[arg(long, value_name = "DATE", requires = "to")]
+        from: Option<String>,
+        /// Last day, YYYY-MM-DD.
+        #[arg(long, value_name = "DATE", requires = "from")]
+        to: Option<String>,
+    },
     /// Send the sink's dead letters back to be stored, after the cause is fixed (a schema, a
     /// ClickHouse rule, a sink too old for an event version).
     ///
@@ -193,6 +215,18 @@ enum Command {
         /// container in front of the sink runs.
         #[arg(long, value_name = "SECS", conflicts_with = "skip_kafka")]
         wait_applied: Option<u64>,
+    },
+}
+
+#[derive(Subcommand)]
+enum RateCardAction {
+    /// Check FILE and load it (country_code,pricing_category,effective_from,currency,price).
+    Load {
+        #[arg(value_name = "FILE")]
+        file: String,
+        /// Only check the file.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -476,6 +510,27 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 )?;
                 eprintln!("message-key: {n} ids keyed");
             }
+            Command::RateCard {
+                action: RateCardAction::Load { file, dry_run },
+            } => {
+                bluetick::rate_card::run(&cfg, &file, dry_run, &mut std::io::stdout()).await?;
+            }
+            Command::Rollup { days, from, to } => {
+                let today = bluetick::clock::now_secs() / 86_400;
+                let (first, last) = match (from, to) {
+                    (Some(f), Some(t)) => (day_of_date("--from", &f)?, day_of_date("--to", &t)?),
+                    _ => (today + 1 - days.clamp(1, 3650), today),
+                };
+                anyhow::ensure!(first <= last, "--from is after --to");
+                let ch = bluetick::clickhouse::ClickHouse::new(&cfg.clickhouse)?;
+                let mut out = std::io::stdout();
+                let n = bluetick::rollup::range(&ch, first, last, &mut out).await?;
+                writeln!(
+                    out,
+                    "rollup: {n} table days recounted ({} days)",
+                    last - first + 1
+                )?;
+            }
             Command::Replay {
                 apply,
                 reason,
@@ -543,6 +598,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Ok(())
     })
+}
+
+/// A `YYYY-MM-DD` date as days since the epoch.
+fn day_of_date(flag: &str, date: &str) -> anyhow::Result<u64> {
+    let at = humantime::parse_rfc3339_weak(&format!("{date} 00:00:00"))
+        .with_context(|| format!("{flag} {date:?}: not a date YYYY-MM-DD"))?;
+    let secs = at
+        .duration_since(std::time::UNIX_EPOCH)
+        .context("a date before 1970")?
+        .as_secs();
+    Ok(secs / 86_400)
 }
 
 /// `when` as Unix ms: an RFC 3339 time, or a span before now (`2h`, `7d`).

@@ -32,6 +32,9 @@ pub const SINK_ERASED: &str = "bluetick_sink_erased_rows_total";
 pub const SINK_RETRIES: &str = "bluetick_sink_retries_total";
 pub const SINK_COMMIT_FAILURES: &str = "bluetick_sink_commit_failures_total";
 pub const SINK_CONSUME_ERRORS: &str = "bluetick_sink_consume_errors_total";
+pub const SINK_ROLLUP_DAYS: &str = "bluetick_sink_rollup_days_total";
+pub const SINK_ROLLUP_SECONDS: &str = "bluetick_sink_rollup_duration_seconds";
+pub const SINK_ROLLUP_FAILURES: &str = "bluetick_sink_rollup_failures_total";
 
 pub const AUDIT_FINDINGS: &str = "bluetick_audit_findings";
 pub const AUDIT_LAST_RUN: &str = "bluetick_audit_last_run_timestamp_seconds";
@@ -83,6 +86,9 @@ pub const NAMES: &[&str] = &[
     SINK_RETRIES,
     SINK_COMMIT_FAILURES,
     SINK_CONSUME_ERRORS,
+    SINK_ROLLUP_DAYS,
+    SINK_ROLLUP_SECONDS,
+    SINK_ROLLUP_FAILURES,
     AUDIT_FINDINGS,
     AUDIT_LAST_RUN,
 ];
@@ -223,6 +229,19 @@ fn describe() {
         "Offset commits the broker refused (the records are read again)."
     );
     describe_counter!(SINK_CONSUME_ERRORS, "Errors reported by the consumer.");
+    describe_counter!(
+        SINK_ROLLUP_DAYS,
+        "Table days whose daily aggregates were recounted."
+    );
+    describe_histogram!(
+        SINK_ROLLUP_SECONDS,
+        Unit::Seconds,
+        "Time to recount the daily aggregates of the days written since the last rollup."
+    );
+    describe_counter!(
+        SINK_ROLLUP_FAILURES,
+        "Rollups that failed (their days are tried again at the next one)."
+    );
 
     describe_gauge!(
         AUDIT_FINDINGS,

@@ -58,6 +58,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "006_meta_coverage.sql",
         sql: include_str!("../schemas/clickhouse/006_meta_coverage.sql"),
     },
+    Migration {
+        version: 7,
+        name: "007_daily_aggregates.sql",
+        sql: include_str!("../schemas/clickhouse/007_daily_aggregates.sql"),
+    },
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -22,7 +22,11 @@ pub enum RetentionError {
 /// One day partition of one table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Partition {
+    /// The table whose retention applies: the table itself, or the one a daily aggregate
+    /// summarises.
     pub table: Table,
+    /// The table the partition is in.
+    pub name: &'static str,
     /// `YYYYMMDD`, as `toYYYYMMDD(ts)` names it.
     pub id: u32,
     pub rows: u64,
@@ -52,18 +56,14 @@ pub async fn run(
     let verb = if dry_run { "would drop" } else { "dropped" };
     for p in &expired {
         if !dry_run {
-            let sql = format!(
-                "ALTER TABLE {} DROP PARTITION {}",
-                ch.table(p.table.name()),
-                p.id
-            );
+            let sql = format!("ALTER TABLE {} DROP PARTITION {}", ch.table(p.name), p.id);
             ch.execute(&sql).await?;
         }
         writeln!(
             out,
             "{verb} {}.{} partition {} ({} rows, {} days kept)",
             ch.database(),
-            p.table.name(),
+            p.name,
             p.id,
             p.rows,
             p.table.retention_days(&cfg.retention)
@@ -155,8 +155,13 @@ pub async fn report(cfg: &Config, out: &mut impl Write) -> Result<Vec<Compliance
             table: table.name(),
             days: table.retention_days(policy),
             oldest,
+            // Partitions include its daily aggregates' (same policy); rows are its own.
             partitions: mine.len(),
-            rows: mine.iter().map(|p| p.rows).sum(),
+            rows: mine
+                .iter()
+                .filter(|p| p.name == table.name())
+                .map(|p| p.rows)
+                .sum(),
             complies: oldest.map_or(true, |o| o >= first),
         };
         writeln!(
@@ -246,12 +251,19 @@ pub async fn list(ch: &ClickHouse) -> Result<Vec<Partition>, ClickHouseError> {
     let rows = ch.partitions().await?;
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
-        let Some(table) = Table::from_name(&r.table) else {
+        // A daily aggregate goes with the rows it summarises.
+        let known = Table::ALL
+            .into_iter()
+            .map(|t| (t.name(), t))
+            .chain(crate::rollup::aggregate_tables())
+            .find(|(name, _)| *name == r.table);
+        let Some((name, table)) = known else {
             continue;
         };
         match r.partition.trim_matches('\'').parse::<u32>() {
             Ok(id) if day_from_yyyymmdd(id).is_some() => out.push(Partition {
                 table,
+                name,
                 id,
                 rows: r.rows,
             }),
@@ -291,7 +303,12 @@ mod tests {
     fn only_whole_days_past_retention_are_expired() {
         // 2026-11-24T12:00:00Z; 90 days earlier is 2026-08-26 (noon).
         let now = 1_795_521_600;
-        let p = |table, id| Partition { table, id, rows: 1 };
+        let p = |table: Table, id| Partition {
+            table,
+            name: table.name(),
+            id,
+            rows: 1,
+        };
         let parts = vec![
             p(Table::MessageStatus, 20_260_825),
             p(Table::MessageStatus, 20_260_826),

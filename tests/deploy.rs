@@ -886,8 +886,10 @@ fn dashboard_queries() -> Vec<(String, String)> {
                 )
                 .replace("$__fromTime", "toDateTime(1749945600)")
                 .replace("$__toTime", "toDateTime(1750204800)")
-                // The tenant variable at "All".
-                .replace("${tenant:singlequote}", "''");
+                // The variables at "All".
+                .replace("${tenant:singlequote}", "''")
+                .replace("${waba:singlequote}", "''")
+                .replace("${phone:singlequote}", "''");
             assert!(!sql.contains('$'), "unreplaced macro in {sql}");
             out.push((p["title"].as_str().unwrap_or_default().to_string(), sql));
         }
@@ -941,7 +943,8 @@ async fn dashboard_queries_agree_on_clickhouse_18_16_and_current() {
     );
     script.push(
         "INSERT INTO message_status (event_id, ts, message_id, status, phone_number_id, \
-         error_code, tenant) VALUES ('f9', 1750000300, 'm9', 'failed', 'p1', 131050, 'acme')"
+         error_code, tenant, waba_id) VALUES ('f9', 1750000300, 'm9', 'failed', 'p1', 131050, \
+         'acme', 'w1')"
             .into(),
     );
     script.push(
@@ -959,6 +962,18 @@ async fn dashboard_queries_agree_on_clickhouse_18_16_and_current() {
          ad_source_type, ad_source_id, tenant) VALUES \
          ('i3', 1750000200, 'x3', 'text', 'h1', 'ad', '120208771234567890', 'acme'), \
          ('i4', 1750000300, 'x4', 'text', 'h2', 'ad', '120208771234567890', 'acme')"
+            .into(),
+    );
+    // The sample's days rolled up into the daily aggregates, and a rate card for them.
+    for table in bluetick::model::Table::ALL {
+        for day in [20_254u64, 20_255] {
+            script.extend(bluetick::rollup::statements(table, day, 1));
+        }
+    }
+    script.push(
+        "INSERT INTO rate_card_daily (day, country_code, pricing_category, currency, \
+         price_micros) VALUES ('2025-06-15', '', 'utility', 'USD', 4000), \
+         ('2025-06-15', '', 'marketing', 'USD', 25000)"
             .into(),
     );
     let queries = dashboard_queries();
@@ -1017,17 +1032,19 @@ fn clickhouse_roles_parse_on_current_clickhouse_and_grant_the_sink_its_tables() 
         };
         assert_eq!(a.trim(), kind, "{s}");
     }
+    // Tables the writer may insert into: `GRANT INSERT[, SELECT] ON bluetick.<t> TO bluetick_writer`.
     let writer_inserts: BTreeSet<String> = statements
         .iter()
+        .filter(|s| s.ends_with(" TO bluetick_writer") && s.starts_with("GRANT INSERT"))
         .filter_map(|s| {
-            s.strip_prefix("GRANT INSERT ON bluetick.")?
-                .strip_suffix(" TO bluetick_writer")
-                .map(String::from)
+            let on = s.split(" ON bluetick.").nth(1)?;
+            on.split(' ').next().map(String::from)
         })
         .collect();
     let sink_tables: BTreeSet<String> = bluetick::model::tables::Table::ALL
         .iter()
         .map(|t| t.name().to_string())
+        .chain(bluetick::rollup::aggregate_tables().map(|(name, _)| name.to_string()))
         .collect();
     assert_eq!(writer_inserts, sink_tables);
     assert!(statements.contains(&"GRANT SELECT ON bluetick.* TO bluetick_reader".to_string()));
@@ -1110,4 +1127,51 @@ fn every_alert_has_a_runbook_and_a_firing_and_a_quiet_test() {
     for route in am["route"]["routes"].as_array().expect("routes") {
         assert!(receivers.contains(route["receiver"].as_str().expect("receiver")));
     }
+}
+
+/// The ClickHouse config.d file that deploy mounts starts ClickHouse 18.16 and takes effect:
+/// random hex (what bluetick's ids and hashes are) compresses to about half with zstd, where
+/// lz4, the default, finds nothing to save.
+#[tokio::test]
+async fn clickhouse_compression_config_runs_on_18_16_and_halves_hex_columns() {
+    use common::procs::{free_port, scratch_dir, ClickHouseExtras, ClickHouseServer};
+    let ratio = |url: String| async move {
+        let mut cfg = config();
+        cfg.clickhouse.url = url;
+        let client = bluetick::clickhouse::client(&cfg.clickhouse).expect("client");
+        for sql in [
+            "CREATE TABLE default.hex (id String) ENGINE = MergeTree ORDER BY tuple()",
+            "INSERT INTO default.hex SELECT hex(MD5(toString(number))) FROM system.numbers LIMIT 200000",
+        ] {
+            client.query(sql).execute().await.expect(sql);
+        }
+        let (compressed, raw): (u64, u64) = client
+            .query(
+                "SELECT sum(data_compressed_bytes), sum(data_uncompressed_bytes) FROM system.columns \
+                 WHERE database = 'default' AND table = 'hex'",
+            )
+            .fetch_one()
+            .await
+            .expect("column sizes");
+        compressed as f64 / raw as f64
+    };
+    let dir = scratch_dir("compression");
+    for d in ["zstd", "lz4"] {
+        std::fs::create_dir_all(dir.join(d)).expect("server dir");
+    }
+    let zstd = ClickHouseServer::start_with(
+        &dir.join("zstd"),
+        free_port(),
+        free_port(),
+        ClickHouseExtras {
+            config_d: vec![root().join("deploy/clickhouse/config.d/compression.xml")],
+            ..Default::default()
+        },
+    );
+    let lz4 = ClickHouseServer::start(&dir.join("lz4"), free_port(), free_port());
+    let (with_config, without) = (ratio(zstd.url.clone()).await, ratio(lz4.url.clone()).await);
+    assert!(
+        with_config < 0.65 && without > 0.9,
+        "compressed/raw: {with_config:.2} with deploy's config, {without:.2} without"
+    );
 }

@@ -29,15 +29,23 @@ async fn migrate_creates_the_schema_once_and_is_safe_to_repeat() {
         tables(&cfg).await,
         [
             "account_event",
+            "call_daily",
             "call_event",
             "daily_funnel",
             "erasure_audit",
+            "failure_daily",
+            "inbound_daily",
             "inbound_message",
             "message_latest_status",
             "message_status",
             "opt_out",
+            "opt_out_daily",
+            "rate_card",
+            "rate_card_daily",
             "schema_migrations",
-            "security_event"
+            "security_event",
+            "spend_daily",
+            "status_daily"
         ]
     );
     let mut again = Vec::new();

@@ -441,6 +441,15 @@ const REVIEWED_COLUMNS: &[&str] = &[
     "ban_state",
     "max_daily_conversations",
     "item_count",
+    // Schema 007: counts per day and group, and the rate card.
+    "calls",
+    "longest_s",
+    "events",
+    "currency",
+    "price_micros",
+    "loaded_at",
+    "effective_from",
+    "spend_micros",
 ];
 
 /// Words that would mean a column carries what a person wrote or sent.
@@ -512,5 +521,70 @@ async fn no_column_of_the_live_schema_can_hold_message_content() {
         seen += 1;
     }
     assert!(seen > 60, "read the whole schema ({seen} columns)");
+    drop_database(&cfg).await;
+}
+
+/// Lists longer than one query holds (ClickHouse's `max_query_size` used to stop one `IN` list
+/// near 3,800 hashes) are split; a person at the start, the middle and the end of a list of
+/// 3,000 is found by export and erased, and a person not on the list is untouched.
+#[tokio::test]
+async fn lists_of_thousands_of_people_export_and_erase_each_listed_person() {
+    let mut cfg = config();
+    cfg.clickhouse.url = clickhouse_url();
+    migrate(&cfg).await;
+    let people: Vec<String> = (0..4).map(|i| other(90_000 + i)).collect();
+    let ts = now_secs() - 600;
+    let values: Vec<String> = people
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            format!(
+                "('e{i}', toDateTime({ts}), 'm{i}', 'sent', '{}', '91XXXXXX{:04}')",
+                hash(p),
+                i
+            )
+        })
+        .collect();
+    ch_text(
+        &cfg,
+        &format!(
+            "INSERT INTO message_status (event_id, ts, message_id, status, person_hash, \
+             person_masked) VALUES {}",
+            values.join(", ")
+        ),
+    )
+    .await;
+    let mut list: Vec<PersonHash> = (0..2_997).map(|i| hash(&other(200_000 + i))).collect();
+    list.insert(0, hash(&people[0]));
+    list.insert(1_500, hash(&people[1]));
+    list.push(hash(&people[2]));
+    assert_eq!(list.len(), 3_000);
+
+    let mut data = Vec::new();
+    bluetick::export::run(&cfg, &list, Format::Jsonl, &mut data, &mut Vec::new())
+        .await
+        .expect("export of 3,000 people");
+    let exported: BTreeSet<String> = String::from_utf8(data)
+        .expect("utf-8")
+        .lines()
+        .map(|l| {
+            let row: serde_json::Value = serde_json::from_str(l).expect("JSON");
+            row["message_id"].as_str().expect("message_id").to_string()
+        })
+        .collect();
+    let expected: BTreeSet<String> = ["m0", "m1", "m2"].map(String::from).into();
+    assert_eq!(exported, expected);
+
+    bluetick::erase::run(&cfg, &list, waits(), &mut Vec::new())
+        .await
+        .expect("erase of 3,000 people");
+    let left = ch_text(
+        &cfg,
+        "SELECT message_id FROM message_status ORDER BY message_id FORMAT TSV",
+    )
+    .await;
+    assert_eq!(left, "m3\n", "only the person not on the list is left");
+    let audited = "SELECT uniqExact(person_hash) FROM erasure_audit WHERE outcome = 'erased'";
+    assert_eq!(scalar(&cfg, audited).await, 3_000);
     drop_database(&cfg).await;
 }

@@ -68,6 +68,7 @@ fn secure(sasl: bool) -> Secure {
         ClickHouseExtras {
             https: Some((https, pki.cert.clone(), pki.key.clone())),
             users: Some((users, env)),
+            ..Default::default()
         },
     );
     common::procs::wait_port(https, "ClickHouse HTTPS");

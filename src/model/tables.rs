@@ -112,7 +112,7 @@ pub const ID_COLUMNS: &[(&str, &[&str])] = &[
     ("call_event", &["call_id"]),
 ];
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Table {
     MessageStatus,
     InboundMessage,

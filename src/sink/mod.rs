@@ -95,7 +95,7 @@ pub async fn run(
     let failing = Failing::default();
     let endpoints = crate::ops::Endpoints {
         metrics: m::install(),
-        health,
+        health: health.clone(),
         ready: Some(failing.ready_check(ch.clone())),
     };
     register_counters();
@@ -114,6 +114,7 @@ pub async fn run(
         Ok(()) => {}
     }
     let consumer = Consumer::new(&cfg.kafka, &cfg.sink, consumer_alive)?;
+    let stop_rx_for_rollup = stop_rx.clone();
     let mut sink = Sink {
         consumer: &consumer,
         writer: Writer::new(
@@ -138,11 +139,19 @@ pub async fn run(
         spare_events: Vec::new(),
         spare_rows: Rows::default(),
         paused: false,
-        stop: stop_rx,
+        stop: stop_rx.clone(),
         totals: Totals::default(),
         batch_watch,
         failing,
+        touched: Touched::default(),
     };
+    let rollup = spawn_rollup(
+        &cfg.sink,
+        &sink.ch,
+        &sink.touched,
+        &health,
+        stop_rx_for_rollup,
+    );
     tracing::info!(
         group = %cfg.sink.group_id,
         topics = ?[&cfg.kafka.events_topic, &cfg.kafka.security_topic],
@@ -151,9 +160,64 @@ pub async fn run(
     );
     let totals = sink.run().await;
     drop(sink);
+    if let Some(task) = rollup {
+        // The last rollup covers what the last batches wrote.
+        let _ = tokio::time::timeout(Duration::from_secs(60), task).await;
+    }
     let _ = server.await;
     tracing::info!(?totals, "sink stopped");
     Ok(totals)
+}
+
+/// Recounts the daily aggregates of the days written, every `sink.rollup_interval_ms`, and
+/// once more at shutdown. A failed rollup keeps its days for the next one.
+fn spawn_rollup(
+    cfg: &crate::config::SinkConfig,
+    ch: &ClickHouse,
+    touched: &Touched,
+    health: &Health,
+    mut stop: watch::Receiver<bool>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    if cfg.rollup_interval_ms == 0 {
+        return None;
+    }
+    let every = Duration::from_millis(cfg.rollup_interval_ms);
+    let (ch, touched) = (ch.clone(), Arc::clone(touched));
+    // A rollup that takes ten minutes is stuck (a hung query).
+    let watch = health.watch("rollup", Duration::from_secs(600));
+    Some(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let stopping = tokio::select! {
+                _ = tick.tick() => false,
+                _ = stop.wait_for(|s| *s) => true,
+            };
+            let days = std::mem::take(&mut *touched.lock().unwrap_or_else(|p| p.into_inner()));
+            if !days.is_empty() {
+                watch.beat();
+                let started = Instant::now();
+                match crate::rollup::days(&ch, &days, now_ms()).await {
+                    Ok(n) => {
+                        counter!(m::SINK_ROLLUP_DAYS).increment(n as u64);
+                        histogram!(m::SINK_ROLLUP_SECONDS).record(started.elapsed().as_secs_f64());
+                    }
+                    Err(e) => {
+                        counter!(m::SINK_ROLLUP_FAILURES).increment(1);
+                        tracing::warn!(error = %e, days = days.len(), "rollup failed; trying again at the next one");
+                        touched
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .extend(days);
+                    }
+                }
+                watch.idle();
+            }
+            if stopping {
+                return;
+            }
+        }
+    }))
 }
 
 async fn wait_stop(mut stop: watch::Receiver<bool>) {
@@ -183,7 +247,13 @@ struct Sink<'c> {
     /// `sink.stall_after_ms` makes `/healthz` answer 503.
     batch_watch: Watch,
     failing: Failing,
+    /// (table, day) this sink wrote rows to since the last rollup.
+    touched: Touched,
 }
+
+/// Days written to since the last rollup, shared with the rollup task. Locked once per
+/// table write and once per rollup, never per row.
+type Touched = Arc<Mutex<std::collections::BTreeSet<(Table, u64)>>>;
 
 /// The step being retried and why, while one is: `/readyz` answers 503 with it.
 #[derive(Clone, Default)]
@@ -223,6 +293,7 @@ fn register_counters() {
     counter!(m::SINK_COMMIT_FAILURES).increment(0);
     counter!(m::SINK_CONSUME_ERRORS).increment(0);
     counter!(m::SINK_ERASED).increment(0);
+    counter!(m::SINK_ROLLUP_FAILURES).increment(0);
     for table in Table::ALL {
         counter!(m::SINK_ROWS, "table" => table.name()).increment(0);
     }
@@ -325,6 +396,7 @@ impl<'c> Sink<'c> {
         let started = Instant::now();
         let (writer, _, mut retry) = self.parts();
         let rejects = retry.run(table.name(), || writer.write(rows)).await?;
+        self.touch(table, rows.iter().map(|(_, r)| r.ts()));
         let now_ms = now_ms();
         histogram!(m::SINK_INSERT_SECONDS, "table" => table.name())
             .record(started.elapsed().as_secs_f64());
@@ -335,6 +407,25 @@ impl<'c> Sink<'c> {
             delay.record(now_ms.saturating_sub(row.received_ms()) as f64 / 1000.0);
         }
         Ok(rejects)
+    }
+
+    /// Notes the days of `times` (rows just stored in `table`) for the next rollup. Rows come
+    /// sorted by time, so consecutive equal days are noted once.
+    fn touch(&self, table: Table, times: impl Iterator<Item = u32>) {
+        if !crate::rollup::feeds_aggregates(table) {
+            return;
+        }
+        let Ok(mut touched) = self.touched.lock() else {
+            return;
+        };
+        let mut last = None;
+        for ts in times {
+            let day = u64::from(ts) / 86_400;
+            if last != Some(day) {
+                touched.insert((table, day));
+                last = Some(day);
+            }
+        }
     }
 
     /// Reloads the erased identifiers if `erasure_audit` changed; retried like an insert,

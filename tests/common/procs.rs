@@ -172,6 +172,8 @@ pub struct ClickHouseExtras {
     pub https: Option<(u16, PathBuf, PathBuf)>,
     /// A users.xml and the environment its `from_env` passwords come from.
     pub users: Option<(PathBuf, Vec<(String, String)>)>,
+    /// Files for the server's `config.d/`, merged over the package's config.xml.
+    pub config_d: Vec<PathBuf>,
 }
 
 impl ClickHouseServer {
@@ -212,9 +214,24 @@ impl ClickHouseServer {
             overrides.push(format!("--users_config={}", users.display()));
             cmd.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         }
+        // config.d is found beside the config file: a copy of the package's, with ours beside it.
+        let mut config = PathBuf::from("/etc/clickhouse-server/config.xml");
+        if !extras.config_d.is_empty() {
+            let conf_dir = dir.join("conf");
+            std::fs::create_dir_all(conf_dir.join("config.d")).expect("config dir");
+            std::fs::copy(&config, conf_dir.join("config.xml")).expect("package config.xml");
+            for file in &extras.config_d {
+                let name = file.file_name().expect("a file name");
+                std::fs::copy(file, conf_dir.join("config.d").join(name)).expect("config.d file");
+            }
+            config = conf_dir.join("config.xml");
+            if extras.users.is_none() {
+                overrides.push("--users_config=/etc/clickhouse-server/users.xml".to_string());
+            }
+        }
         let child = cmd
             .current_dir(dir)
-            .arg("--config-file=/etc/clickhouse-server/config.xml")
+            .arg(format!("--config-file={}", config.display()))
             .arg("--")
             .args(&overrides)
             .stdout(Stdio::null())
