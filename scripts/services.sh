@@ -54,6 +54,8 @@ install() {
   # Alertmanager's amtool (config check) and the Pushgateway the jobs' tests push to.
   command -v amtool >/dev/null || need+=(prometheus-alertmanager)
   command -v prometheus-pushgateway >/dev/null || need+=(prometheus-pushgateway)
+  # ZooKeeper (on the machine's Java) for the replicated ClickHouse cluster of tests/cluster.rs.
+  [ -f /usr/share/java/zookeeper.jar ] || need+=(zookeeper)
   if [ ${#need[@]} -gt 0 ]; then
     log "installing from Debian's packages: ${need[*]}"
     as_root apt-get update -qq

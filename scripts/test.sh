@@ -15,7 +15,10 @@ echo "== deploy files: kubectl kustomize, kubernetes-validate --strict, promtool
 scripts/check-deploy.sh
 echo "== cargo test"
 # Test harnesses only: the fault suite runs on its own below, with its table printed.
-cargo test --workspace --lib --bins --tests -- --skip nothing_answered_200_is_ever_lost_or_doubled
+cargo test --workspace --lib --bins --tests -- --skip nothing_answered_200_is_ever_lost_or_doubled \
+  --skip two_sinks_fill_a_replicated_sharded_cluster
+echo "== cluster (tests/cluster.rs: ZooKeeper and three ClickHouse servers of their own)"
+cargo test --test cluster -- --nocapture
 echo "== benches, once each in test mode"
 # Criterion's harness takes no libtest flags such as --skip, so benches get their own run.
 cargo test --workspace --benches

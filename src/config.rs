@@ -384,6 +384,11 @@ pub struct ClickHouseConfig {
     /// How rows travel to ClickHouse. lz4 costs the sink about a tenth of its CPU and shrinks
     /// the traffic several times; `none` suits a sink on the same host as ClickHouse.
     pub compression: WireCompression,
+    /// A cluster of `remote_servers` to run on; empty = one server. With a cluster, `migrate`
+    /// creates every table `ON CLUSTER`: the event tables as replicated `<table>_local` tables
+    /// sharded by message behind a `Distributed` table of the table's name, the small ones
+    /// (daily aggregates, rate card, erasure audit) replicated whole to every server.
+    pub cluster: String,
 }
 
 impl ClickHouseConfig {
@@ -410,6 +415,7 @@ impl Default for ClickHouseConfig {
             password_file: String::new(),
             ca_file: String::new(),
             compression: WireCompression::Lz4,
+            cluster: String::new(),
         }
     }
 }
@@ -423,6 +429,10 @@ pub struct SinkConfig {
     /// id takes its partitions back at once instead of waiting out the session timeout. Give
     /// each replica its own stable id (e.g. the pod name of a StatefulSet); empty = dynamic.
     pub instance_id: String,
+    /// Kafka `session.timeout.ms`: a sink silent this long leaves the group and its
+    /// partitions go to the others. With `instance_id`, also how long a restarting sink may
+    /// take to come back to its own partitions without a rebalance.
+    pub session_timeout_ms: u64,
     /// Address of the sink's /metrics and /healthz, `host:port`.
     pub listen: String,
     /// A batch is written when it holds this many records…
@@ -450,6 +460,7 @@ impl Default for SinkConfig {
         SinkConfig {
             group_id: "bluetick-sink".into(),
             instance_id: String::new(),
+            session_timeout_ms: 45_000,
             listen: "127.0.0.1:9091".into(),
             batch_max_rows: 50_000,
             batch_max_bytes: 32 * 1024 * 1024,

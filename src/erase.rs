@@ -192,19 +192,24 @@ impl Request<'_> {
         Ok(out)
     }
 
-    /// The identifiers of this request, as a subquery.
+    /// The identifiers of this request, as a subquery. Qualified: on a cluster it also runs
+    /// on the other servers, in their own default database.
     fn set(&self) -> String {
         format!(
             "SELECT person_hash FROM {} WHERE request_id = {}",
-            quote_ident(ERASURE_AUDIT),
+            self.ch.table(ERASURE_AUDIT),
             quote_literal(self.id)
         )
     }
 
     async fn count(&self, table: &PeopleTable) -> Result<u64, ClickHouseError> {
+        self.count_in(table, &quote_ident(&table.name)).await
+    }
+
+    /// The request's rows of `table` read from `source` (the table, or every copy of it).
+    async fn count_in(&self, table: &PeopleTable, source: &str) -> Result<u64, ClickHouseError> {
         let sql = format!(
-            "SELECT count() FROM {} WHERE {}",
-            quote_ident(&table.name),
+            "SELECT count() FROM {source} WHERE {}",
             table.any_of(&self.set())
         );
         self.ch
@@ -249,7 +254,7 @@ impl Request<'_> {
         if before > 0 {
             let sql = format!(
                 "ALTER TABLE {} DELETE WHERE {}",
-                quote_ident(name),
+                self.ch.alter_target(name),
                 table.any_of(&self.set())
             );
             self.ch.execute(&sql).await?;
@@ -262,7 +267,10 @@ impl Request<'_> {
                 });
             }
         }
-        let after = self.count(table).await?;
+        // On a cluster: on every replica of every shard, not only the ones a read would ask.
+        let after = self
+            .count_in(table, &self.ch.every_copy(name).await?)
+            .await?;
         if after > 0 {
             writeln!(out, " … {after} remain")?;
             return Err(EraseError::Remaining {
@@ -402,8 +410,9 @@ mod tests {
         let sql = table.any_of(&request.set());
         assert_eq!(
             sql,
-            "(person_hash IN (SELECT person_hash FROM `erasure_audit` WHERE request_id = 'er-1-x') \
-             OR user_hash IN (SELECT person_hash FROM `erasure_audit` WHERE request_id = 'er-1-x'))"
+            "(person_hash IN (SELECT person_hash FROM `bluetick`.`erasure_audit` WHERE \
+             request_id = 'er-1-x') OR user_hash IN (SELECT person_hash FROM \
+             `bluetick`.`erasure_audit` WHERE request_id = 'er-1-x'))"
         );
     }
 }

@@ -11,6 +11,7 @@
 //! [`wait_applied`] only reads: an init container runs it so the sink starts after the schema
 //! it writes to exists, with no right to change it.
 
+use crate::clickhouse::cluster::ClusterDdl;
 use crate::clickhouse::{quote_ident, ClickHouse, ClickHouseError};
 use crate::config::{Config, ConfigError};
 use crate::model::tables::ID_COLUMNS;
@@ -124,16 +125,30 @@ impl Migration {
 pub async fn run(cfg: &Config, out: &mut impl Write) -> Result<usize, MigrateError> {
     let ch = ClickHouse::new(&cfg.clickhouse)?;
     let db = quote_ident(ch.database());
+    let on_cluster = ch
+        .cluster()
+        .map(|c| format!(" ON CLUSTER {}", quote_ident(c)))
+        .unwrap_or_default();
     ch.server()
-        .query(&format!("CREATE DATABASE IF NOT EXISTS {db}"))
+        .query(&format!("CREATE DATABASE IF NOT EXISTS {db}{on_cluster}"))
         .execute()
         .await
         .map_err(|e| ch.error(e))?;
-    ch.execute(
+    let cluster = ch.cluster().map(|cluster| ClusterDdl {
+        cluster,
+        database: ch.database(),
+    });
+    // The statements that do `statement` where the schema lives: one server, or the cluster.
+    let where_it_lives = |statement: &str| match &cluster {
+        Some(ddl) => ddl.rewrite(statement),
+        None => vec![statement.to_string()],
+    };
+    for s in where_it_lives(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version UInt32, name String, \
          checksum String, applied_at DateTime('UTC')) ENGINE = MergeTree ORDER BY version",
-    )
-    .await?;
+    ) {
+        ch.execute(&s).await?;
+    }
     let applied: Vec<Applied> = ch
         .fetch_all("SELECT version, checksum FROM schema_migrations ORDER BY version")
         .await?;
@@ -153,11 +168,14 @@ pub async fn run(cfg: &Config, out: &mut impl Write) -> Result<usize, MigrateErr
             writeln!(out, "  = {} already applied", m.name)?;
             continue;
         }
-        for statement in m.statements() {
+        for statement in m.statements().iter().flat_map(|s| where_it_lives(s)) {
             match ch.execute(&statement).await {
                 // ClickHouse 18.16 has no `ADD COLUMN IF NOT EXISTS`: a run interrupted after
-                // adding a column finds it there (code 44) and goes on.
-                Err(e) if e.code() == Some(44) && statement.contains("ADD COLUMN") => {}
+                // adding a column finds it there (code 44, also when a server of the cluster
+                // reports it) and goes on.
+                Err(e)
+                    if (e.code() == Some(44) || e.message().contains("Code: 44,"))
+                        && statement.contains("ADD COLUMN") => {}
                 result => result?,
             }
         }
@@ -311,7 +329,7 @@ async fn rekey_legacy_ids(
             .map_err(|e| ch.error(e))?;
         ch.execute(&format!(
             "ALTER TABLE {} DELETE WHERE {raw}",
-            quote_ident(table)
+            ch.alter_target(table)
         ))
         .await?;
         ch.wait_for_mutations(table, Duration::from_secs(3600))

@@ -56,7 +56,11 @@ pub async fn run(
     let verb = if dry_run { "would drop" } else { "dropped" };
     for p in &expired {
         if !dry_run {
-            let sql = format!("ALTER TABLE {} DROP PARTITION {}", ch.table(p.name), p.id);
+            let sql = format!(
+                "ALTER TABLE {} DROP PARTITION {}",
+                ch.alter_target(p.name),
+                p.id
+            );
             ch.execute(&sql).await?;
         }
         writeln!(

@@ -54,12 +54,14 @@ pub async fn audit(
     Ok(())
 }
 
-/// String columns of every MergeTree table of the database, by table.
+/// String columns of every MergeTree table of the database, by table; on a cluster, a
+/// sharded table's local tables are read through its Distributed table (every shard).
 async fn string_columns(ch: &ClickHouse) -> Result<BTreeMap<String, Vec<String>>, ClickHouseError> {
     let rows: Vec<(String, String)> = ch
         .client()
         .query(
-            "SELECT table, name FROM system.columns WHERE database = ? AND type LIKE '%String%' \
+            "SELECT replaceRegexpOne(table, '_local$', '') AS t, name FROM system.columns \
+             WHERE database = ? AND type LIKE '%String%' \
              AND table IN (SELECT name FROM system.tables WHERE database = ? \
              AND engine LIKE '%MergeTree%')",
         )

@@ -113,6 +113,12 @@ impl Consumer {
         let inner: StreamConsumer<Context> = config
             .set("client.id", "bluetick-sink")
             .set("group.id", &sink.group_id)
+            .set("session.timeout.ms", sink.session_timeout_ms.to_string())
+            // Several heartbeats per session, so one slow reply never costs the membership.
+            .set(
+                "heartbeat.interval.ms",
+                (sink.session_timeout_ms / 5).clamp(100, 3_000).to_string(),
+            )
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")

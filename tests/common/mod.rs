@@ -7,12 +7,14 @@
 //! - [`bodies`]: Meta-shaped webhooks with content markers and the fixtures;
 //! - [`relay`]: a TCP relay a test cuts to stage an outage;
 //! - [`audit`]: every table and topic read back and scanned for people and content;
-//! - [`chdb`], [`procs`]: current ClickHouse embedded, and real `bluetick` processes.
+//! - [`chdb`], [`procs`]: current ClickHouse embedded, and real `bluetick` processes;
+//! - [`cluster`]: ZooKeeper and a three-server ClickHouse cluster, for the scale-out tests.
 #![allow(dead_code, unused_imports)]
 
 pub mod audit;
 pub mod bodies;
 pub mod chdb;
+pub mod cluster;
 pub mod http;
 pub mod kafka;
 pub mod procs;

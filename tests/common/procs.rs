@@ -192,6 +192,8 @@ impl ClickHouseServer {
             format!("--http_port={http_port}"),
             format!("--tcp_port={tcp_port}"),
             format!("--interserver_http_port={}", free_port()),
+            // Replicas fetch parts from each other at this address.
+            "--interserver_http_host=127.0.0.1".to_string(),
             format!("--path={d}/data/"),
             format!("--tmp_path={d}/tmp/"),
             format!("--user_files_path={d}/user_files/"),
@@ -249,6 +251,10 @@ impl ClickHouseServer {
     pub fn kill(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 }
 
@@ -405,7 +411,10 @@ impl Bluetick {
             .arg("--config")
             .arg(&path)
             .arg(role)
-            .env("BLUETICK_LOG", "warn")
+            .env(
+                "BLUETICK_LOG",
+                std::env::var("BLUETICK_TEST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::null())
             .stderr(log_file(dir, &format!("{role}.log")))
             .spawn()

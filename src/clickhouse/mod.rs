@@ -1,10 +1,12 @@
 //! The ClickHouse side every component shares: one client constructor, one way to quote
 //! identifiers and literals, one error type with ClickHouse's error code parsed once, and the
 //! queries of the live schema that several commands read (day partitions, tables that hold
-//! people, pending mutations).
+//! people, pending mutations). On a cluster ([`cluster`]) the same calls reach every shard.
 //!
 //! Invariant: no SQL text built here or by a caller inlines a name or value unquoted; names go
 //! through [`quote_ident`], values through [`quote_literal`] or a bound `?`.
+
+pub mod cluster;
 
 use crate::config::{ClickHouseConfig, ConfigError, WireCompression};
 use crate::model::tables::{ERASURE_AUDIT, PERSON_COLUMNS};
@@ -250,9 +252,10 @@ pub fn literal_list<S: AsRef<str>>(values: &[S]) -> String {
 }
 
 /// Active partitions per table of a database (`?`), with their rows.
-pub const LIST_PARTITIONS_SQL: &str = "SELECT table, partition, sum(rows) AS rows \
-     FROM system.parts WHERE database = ? AND active \
-     GROUP BY table, partition ORDER BY table, partition";
+pub const LIST_PARTITIONS_SQL: &str = "SELECT t AS table, partition, rows FROM (\
+     SELECT replaceRegexpOne(table, '_local$', '') AS t, partition, sum(rows) AS rows \
+     FROM system.parts WHERE database = ? AND active GROUP BY t, partition) \
+     ORDER BY table, partition";
 
 /// `'h1', 'h2', …`: keyed hashes as an `IN (…)` list (hex only, nothing to escape).
 pub fn hash_list(hashes: &[PersonHash]) -> String {
@@ -268,6 +271,8 @@ pub struct ClickHouse {
     server: ::clickhouse::Client,
     url: String,
     database: String,
+    /// `clickhouse.cluster`; empty = one server.
+    cluster: String,
 }
 
 /// One day partition of one table, as `system.parts` lists it.
@@ -325,12 +330,18 @@ impl PeopleTable {
 
 impl ClickHouse {
     pub fn new(cfg: &ClickHouseConfig) -> Result<Self, ClickHouseError> {
-        let server = client(cfg).map_err(|e| ClickHouseError::config(&cfg.url, e))?;
+        let mut server = client(cfg).map_err(|e| ClickHouseError::config(&cfg.url, e))?;
+        if !cfg.cluster.is_empty() {
+            // An insert into a Distributed table returns once every shard stored its rows,
+            // not when they were queued on this server: the sink commits offsets after it.
+            server = server.with_setting("insert_distributed_sync", "1");
+        }
         Ok(ClickHouse {
             client: server.clone().with_database(&cfg.database),
             server,
             url: cfg.url.clone(),
             database: cfg.database.clone(),
+            cluster: cfg.cluster.clone(),
         })
     }
 
@@ -365,6 +376,101 @@ impl ClickHouse {
     /// Wraps a client error with where it happened.
     pub fn error(&self, e: ::clickhouse::error::Error) -> ClickHouseError {
         ClickHouseError::new(&self.url, e)
+    }
+
+    /// The cluster the schema lives on, if any (see [`cluster`]).
+    pub fn cluster(&self) -> Option<&str> {
+        Some(self.cluster.as_str()).filter(|c| !c.is_empty())
+    }
+
+    /// What an `ALTER TABLE` (a mutation, a partition drop) names to change `table` everywhere
+    /// it is stored: the table itself on one server; on a cluster, a sharded table's local
+    /// tables `ON CLUSTER` (a `Distributed` table holds no rows), and a table replicated to
+    /// every server by its name (replication carries the change).
+    pub fn alter_target(&self, table: &str) -> String {
+        match self.cluster() {
+            Some(c) if crate::model::Table::from_name(table).is_some() => format!(
+                "{} ON CLUSTER {}",
+                self.table(&cluster::local_name(table)),
+                quote_ident(c)
+            ),
+            _ => self.table(table),
+        }
+    }
+
+    /// `host:port` of the cluster's servers for `remote()`: each shard's replicas joined by `|`
+    /// (one replica per shard is read), or with `every_replica` all of them comma-separated
+    /// (each server is read).
+    async fn addresses(&self, every_replica: bool) -> Result<String, ClickHouseError> {
+        let rows: Vec<(u32, String, u16)> = self
+            .client
+            .query(
+                "SELECT shard_num, host_address, port FROM system.clusters WHERE cluster = ? \
+                 ORDER BY shard_num, replica_num",
+            )
+            .bind(&self.cluster)
+            .fetch_all()
+            .await
+            .map_err(|e| self.error(e))?;
+        if rows.is_empty() {
+            return Err(ClickHouseError {
+                url: self.url.clone(),
+                code: None,
+                local: true,
+                message: format!(
+                    "cluster {} is not in the server's remote_servers",
+                    quote_literal(&self.cluster)
+                ),
+            });
+        }
+        let mut out = String::new();
+        for (i, (shard, host, port)) in rows.iter().enumerate() {
+            if i > 0 {
+                let same_shard = rows[i - 1].0 == *shard;
+                out.push(if same_shard && !every_replica {
+                    '|'
+                } else {
+                    ','
+                });
+            }
+            out.push_str(&format!("{host}:{port}"));
+        }
+        Ok(out)
+    }
+
+    /// A system table (`parts`, `mutations`) as a `FROM` source: of this server, or of every
+    /// server of the cluster (`every_replica`) or one replica per shard.
+    pub async fn system_table(
+        &self,
+        name: &str,
+        every_replica: bool,
+    ) -> Result<String, ClickHouseError> {
+        match self.cluster() {
+            None => Ok(format!("system.{}", quote_ident(name))),
+            Some(_) => Ok(format!(
+                "remote({}, system, {})",
+                quote_literal(&self.addresses(every_replica).await?),
+                quote_ident(name)
+            )),
+        }
+    }
+
+    /// `table`'s rows on every replica of every shard, as a `FROM` source: the check that a
+    /// deletion reached each copy. On one server, the table.
+    pub async fn every_copy(&self, table: &str) -> Result<String, ClickHouseError> {
+        let Some(_) = self.cluster() else {
+            return Ok(quote_ident(table));
+        };
+        let stored = match crate::model::Table::from_name(table) {
+            Some(_) => cluster::local_name(table),
+            None => table.to_string(),
+        };
+        Ok(format!(
+            "remote({}, {}, {})",
+            quote_literal(&self.addresses(true).await?),
+            quote_ident(&self.database),
+            quote_ident(&stored)
+        ))
     }
 
     /// `` `database`.`table` ``.
@@ -434,10 +540,10 @@ impl ClickHouse {
     pub async fn tenant_tables(&self) -> Result<Vec<String>, ClickHouseError> {
         self.client
             .query(
-                "SELECT name FROM system.tables WHERE database = ? AND engine LIKE '%MergeTree%' \
-                 AND name IN (SELECT table FROM system.columns WHERE database = ? \
+                "SELECT replaceRegexpOne(name, '_local$', '') AS t FROM system.tables \
+                 WHERE database = ? AND engine LIKE '%MergeTree%' AND name IN (SELECT table FROM system.columns WHERE database = ? \
                  AND name = 'tenant') AND name IN (SELECT table FROM system.columns \
-                 WHERE database = ? AND name = 'event_id') ORDER BY name",
+                 WHERE database = ? AND name = 'event_id') ORDER BY t",
             )
             .bind(&self.database)
             .bind(&self.database)
@@ -447,10 +553,13 @@ impl ClickHouse {
             .map_err(|e| self.error(e))
     }
 
-    /// Active partitions of every table of the database, with their rows.
+    /// Active partitions of every table of the database, with their rows; on a cluster, of
+    /// every shard, under the names readers use (`<table>_local` → `<table>`).
     pub async fn partitions(&self) -> Result<Vec<PartitionRow>, ClickHouseError> {
+        let sql =
+            LIST_PARTITIONS_SQL.replace("system.parts", &self.system_table("parts", false).await?);
         self.client
-            .query(LIST_PARTITIONS_SQL)
+            .query(&sql)
             .bind(&self.database)
             .fetch_all()
             .await
@@ -464,9 +573,10 @@ impl ClickHouse {
         let tables: Vec<(String, String)> = self
             .client
             .query(
-                "SELECT name, engine FROM system.tables WHERE database = ? AND name != ? \
+                "SELECT replaceRegexpOne(name, '_local$', '') AS t, engine FROM system.tables \
+                 WHERE database = ? AND name != ? \
                  AND engine LIKE '%MergeTree%' AND name IN (SELECT table FROM system.columns \
-                 WHERE database = ? AND name = 'person_hash') ORDER BY name",
+                 WHERE database = ? AND name = 'person_hash') ORDER BY t",
             )
             .bind(&self.database)
             .bind(ERASURE_AUDIT)
@@ -548,15 +658,20 @@ impl ClickHouse {
         timeout: Duration,
     ) -> Result<bool, ClickHouseError> {
         let deadline = Instant::now() + timeout;
+        let sql = format!(
+            "SELECT count() FROM {} WHERE database = ? AND table = ? AND is_done = 0",
+            self.system_table("mutations", true).await?
+        );
+        let stored = match (self.cluster(), crate::model::Table::from_name(table)) {
+            (Some(_), Some(_)) => cluster::local_name(table),
+            _ => table.to_string(),
+        };
         loop {
             let pending: u64 = self
                 .client
-                .query(
-                    "SELECT count() FROM system.mutations WHERE database = ? AND table = ? \
-                     AND is_done = 0",
-                )
+                .query(&sql)
                 .bind(&self.database)
-                .bind(table)
+                .bind(&stored)
                 .fetch_one()
                 .await
                 .map_err(|e| self.error(e))?;
