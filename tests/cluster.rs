@@ -262,6 +262,9 @@ async fn two_sinks_fill_a_replicated_sharded_cluster_exactly_through_failures() 
     a.stop();
     b.stop();
     ingest.stop().await;
+    // A failed run keeps the servers' logs in `dir`; a passed one leaves nothing behind.
+    drop(cluster);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// CPU seconds (user + system) process `pid` used so far, from /proc.
@@ -374,4 +377,6 @@ async fn scale_out_figures() {
             );
         }
     }
+    drop(cluster);
+    let _ = std::fs::remove_dir_all(&dir);
 }
