@@ -313,6 +313,12 @@ async fn the_sink_keeps_the_aggregates_and_an_erasure_recounts_them() {
     let market =
         "SELECT sum(sent) + sum(delivered) FROM status_daily FINAL WHERE country_code = '44'";
     assert_eq!(scalar(&cfg, market).await, 2);
+    // Read back as an auditor would, aggregates included: no number, no id that decodes to
+    // one, no content marker in any string cell of any table.
+    let (found, cells) = scan_tables(&cfg, &["SECRET"]).await;
+    assert!(found.is_empty(), "{found:#?}");
+    let aggregate_cells = "SELECT count() FROM status_daily";
+    assert!(cells > 0 && scalar(&cfg, aggregate_cells).await > 0);
 
     sink.stop().await;
     let person = bluetick::privacy::Pepper::new(PEPPER.as_bytes()).hash_phone("447700900777");
