@@ -187,13 +187,10 @@ fn panel_queries() -> BTreeMap<(u64, usize), String> {
             if !reads_aggregate {
                 continue;
             }
-            let sql = sql
+            let sql = common::chdb::variables_at_all(sql)
                 .replace("$__fromTime", "toDateTime(1749945600)")
                 .replace("$__toTime", "toDateTime(1750204799)")
-                .replace("$__timeFilter(ts)", "1")
-                .replace("${tenant:singlequote}", "''")
-                .replace("${waba:singlequote}", "''")
-                .replace("${phone:singlequote}", "''");
+                .replace("$__timeFilter(ts)", "1");
             out.insert((id, i), sql);
         }
     }
@@ -205,10 +202,7 @@ async fn every_aggregate_panel_answers_what_the_raw_rows_answer_on_both_clickhou
     let mut cfg = config();
     cfg.clickhouse.url = clickhouse_url();
     let db = cfg.clickhouse.database.clone();
-    let mut script: Vec<String> = bluetick::migrate::MIGRATIONS
-        .iter()
-        .flat_map(|m| m.statements())
-        .collect();
+    let mut script = common::chdb::schema_statements();
     script.extend(data_set());
     // Rolled up twice: a later version replaces an earlier one.
     for version in [1, 2] {

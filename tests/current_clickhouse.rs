@@ -4,7 +4,6 @@
 
 mod common;
 
-use bluetick::migrate::MIGRATIONS;
 use bluetick::model::rows::{AccountRow, InboundRow, SecurityRow, StatusRow};
 use clickhouse::Row;
 use common::*;
@@ -12,7 +11,7 @@ use common::*;
 /// Schema, sample rows (duplicated, out of order, over two days), then the queries of the
 /// dashboards' views, the sink's deduplicated count and retention's partition listing and drop.
 fn script(database: &str) -> Vec<String> {
-    let mut sql: Vec<String> = MIGRATIONS.iter().flat_map(|m| m.statements()).collect();
+    let mut sql = common::chdb::schema_statements();
     sql.push(SAMPLE_STATUSES_SQL.into());
     sql.push("INSERT INTO inbound_message (event_id, ts, message_id, message_type) VALUES ('i1', 1750000000, 'x', 'text')".into());
     sql.push("INSERT INTO security_event (ts, source_ip, reason) VALUES (1750000000, '10.0.0.1', 'bad_signature')".into());

@@ -879,17 +879,13 @@ fn dashboard_queries() -> Vec<(String, String)> {
                 p["title"]
             );
             let sql = t["rawSql"].as_str().expect("rawSql");
-            let sql = sql
+            let sql = common::chdb::variables_at_all(sql)
                 .replace(
                     "$__timeFilter(ts)",
                     "ts >= toDateTime(1749945600) AND ts <= toDateTime(1750204800)",
                 )
                 .replace("$__fromTime", "toDateTime(1749945600)")
-                .replace("$__toTime", "toDateTime(1750204800)")
-                // The variables at "All".
-                .replace("${tenant:singlequote}", "''")
-                .replace("${waba:singlequote}", "''")
-                .replace("${phone:singlequote}", "''");
+                .replace("$__toTime", "toDateTime(1750204800)");
             assert!(!sql.contains('$'), "unreplaced macro in {sql}");
             out.push((p["title"].as_str().unwrap_or_default().to_string(), sql));
         }
@@ -907,10 +903,7 @@ async fn dashboard_queries_agree_on_clickhouse_18_16_and_current() {
     let mut cfg = config();
     cfg.clickhouse.url = clickhouse_url();
     let db = cfg.clickhouse.database.clone();
-    let mut script: Vec<String> = bluetick::migrate::MIGRATIONS
-        .iter()
-        .flat_map(|m| m.statements())
-        .collect();
+    let mut script = common::chdb::schema_statements();
     script.push(SAMPLE_STATUSES_SQL.into());
     script.push(
         "INSERT INTO inbound_message (event_id, ts, message_id, message_type) VALUES \

@@ -467,6 +467,37 @@ pub struct Context<'a> {
     pub frequently_forwarded: Option<Text<'a>>,
 }
 
+/// The methods of a lenient visitor for values it has no use for: `null`, booleans and numbers
+/// (and, with `str`, strings) all read as `$value` instead of failing the webhook.
+macro_rules! scalars_read_as {
+    ($value:expr) => {
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+    };
+    ($value:expr, str) => {
+        scalars_read_as!($value);
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+    };
+}
+
 /// An object field as `Some(T)`; `null` or a value of any other type is skipped and reads as
 /// `None`, so Meta changing a field's type never rejects the webhook.
 pub fn lenient<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
@@ -499,27 +530,7 @@ fn count_items<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
         fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<u32, D::Error> {
             d.deserialize_any(self)
         }
-        fn visit_none<E: de::Error>(self) -> Result<u32, E> {
-            Ok(0)
-        }
-        fn visit_unit<E: de::Error>(self) -> Result<u32, E> {
-            Ok(0)
-        }
-        fn visit_bool<E: de::Error>(self, _: bool) -> Result<u32, E> {
-            Ok(0)
-        }
-        fn visit_i64<E: de::Error>(self, _: i64) -> Result<u32, E> {
-            Ok(0)
-        }
-        fn visit_u64<E: de::Error>(self, _: u64) -> Result<u32, E> {
-            Ok(0)
-        }
-        fn visit_f64<E: de::Error>(self, _: f64) -> Result<u32, E> {
-            Ok(0)
-        }
-        fn visit_str<E: de::Error>(self, _: &str) -> Result<u32, E> {
-            Ok(0)
-        }
+        scalars_read_as!(0, str);
     }
     d.deserialize_any(Count)
 }
@@ -550,24 +561,7 @@ fn first_text<'de: 'a, 'a, D: Deserializer<'de>>(d: D) -> Result<Option<Text<'a>
         fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
             d.deserialize_any(self)
         }
-        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-            Ok(None)
-        }
-        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-            Ok(None)
-        }
+        scalars_read_as!(None);
     }
     d.deserialize_any(First)
 }
@@ -637,33 +631,7 @@ impl<'de, T: Deserialize<'de>> Visitor<'de> for LenientVisitor<T> {
         d.deserialize_any(self)
     }
 
-    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-        Ok(None)
-    }
+    scalars_read_as!(None, str);
 }
 
 struct SeqVisitor<T> {

@@ -45,3 +45,19 @@ pub fn run(database: &str, statements: &[String]) -> Vec<String> {
     );
     serde_json::from_slice(&out.stdout).expect("JSON results")
 }
+
+/// Every statement of every schema file, in order: the schema as a script for [`run`] and for
+/// the real server alike.
+pub fn schema_statements() -> Vec<String> {
+    bluetick::migrate::MIGRATIONS
+        .iter()
+        .flat_map(|m| m.statements())
+        .collect()
+}
+
+/// A dashboard query with its tenant, WABA and phone number variables at "All".
+pub fn variables_at_all(sql: &str) -> String {
+    sql.replace("${tenant:singlequote}", "''")
+        .replace("${waba:singlequote}", "''")
+        .replace("${phone:singlequote}", "''")
+}
