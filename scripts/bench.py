@@ -38,6 +38,18 @@ SINK_EVENTS = int(os.environ.get("SINK_EVENTS", "200000"))
 TICK = os.sysconf("SC_CLK_TCK")
 procs = []
 lines = []
+# Per payload: (HMAC alone, simd-json parse alone) in µs, from the criterion run.
+parse_floor_us = {}
+# Yardsticks and targets, gathered as the sections run: (what, figure, target, met).
+verdicts = []
+# Ingest's settings measured side by side (environment overrides of the defaults).
+INGEST_VARIANTS = [
+    ("defaults", {}),
+    ("one worker thread per core", {"BLUETICK_INGEST_WORKER_THREADS": str(os.cpu_count())}),
+    ("group commit", {"BLUETICK_INGEST_GROUP_COMMIT": "true"}),
+    ("group commit, 1 ms window", {"BLUETICK_INGEST_GROUP_COMMIT": "true",
+                                   "BLUETICK_INGEST_GROUP_COMMIT_WINDOW_US": "1000"}),
+]
 
 
 def say(msg):
@@ -176,6 +188,7 @@ def hot_path(rounds=3):
         size = sizes[group]
         mbs = {k: size / v * 1e3 for k, v in ns.items()}
         floor = ns["hmac_sha256"] + ns["simd_json_parse"]
+        parse_floor_us[group] = (ns["hmac_sha256"] / 1e3, ns["simd_json_parse"] / 1e3)
         lines.append(
             f"| {group} | {size} | {mbs['hmac_sha256']:.0f} MB/s | {mbs['simd_json_parse']:.0f} MB/s | "
             f"{mbs['serde_json_parse']:.0f} MB/s | {mbs['split_mask']:.0f} MB/s | "
@@ -239,6 +252,8 @@ def http_side():
         if "ingest" in name:
             memory_lines.extend(ingest_memory(p, url, broker))
         stop(p)
+    ingest_max = {shape: results[("(c) bluetick ingest", shape)][0]["rate"] for shape, *_ in shapes}
+    floor_section(env, ingest_max)
     stop(broker)
     lines.append(f"### HTTP and produce side (max sustainable = highest step with p99 <= {P99_MS:.0f} ms, "
                  "< 0.1 % errors; CPU per event at a low fixed rate and at half of (b)'s max)\n")
@@ -266,6 +281,73 @@ def http_side():
         lines.append(f"- bluetick ingest, {label}, at half its max ({half['target_rate']:.0f} req/s): "
                      f"p50 {half['p50_ms']:.2f} ms, p99 {half['p99_ms']:.2f} ms, "
                      f"p99.9 {half['p999_ms']:.2f} ms, {half['ok']}/{half['sent']} answered 200")
+    lines.append("")
+
+
+def per_request_us(p, url, shape, rate, secs=10):
+    """Runs `rate` req/s for `secs` and returns (CPU µs of p per request answered, the run)."""
+    r, used = measured(p, lambda: run(url, shape, rate, secs))
+    return used / max(r["ok"], 1) * 1e6, r
+
+
+def floor_section(env, ingest_max):
+    """Floor per request = bare hyper's CPU per request at the same rate (the cheaper of one
+    and two worker threads) + HMAC alone + simd-json parse alone of the same body; ingest's
+    settings side by side against it."""
+    say("== 2b. ingest against its floor, settings side by side")
+    points = [("single", "1_status", "1 status", 2000, 1.25, False),
+              ("single", "1_status", "1 status", max(1, round(ingest_max["single"] / 2)), 1.25, True),
+              ("batch100", "100_statuses", "100 statuses", max(1, round(ingest_max["batch100"] / 2)),
+               1.5, True)]
+    bare = {}
+    for workers in (1, 2):
+        p = start(f"bare-{workers}", [LOAD, "bare", "--listen", "127.0.0.1:18081"],
+                  {"TOKIO_WORKER_THREADS": str(workers)})
+        url = "http://127.0.0.1:18081/webhook"
+        run(url, "single", 2000, 2)
+        for shape, _, _, rate, _, _ in points:
+            bare[(workers, shape, rate)] = per_request_us(p, url, shape, rate)[0]
+        stop(p)
+    measured_variants = {}
+    for label, overrides in INGEST_VARIANTS:
+        say(f"   ingest, {label}")
+        p = start("ingest-variant", [BLUETICK, "ingest"], dict(env, **overrides),
+                  health="http://127.0.0.1:18080/healthz")
+        url = "http://127.0.0.1:18080/webhook"
+        run(url, "single", 2000, 2)
+        for shape, _, _, rate, _, _ in points:
+            measured_variants[(label, shape, rate)] = per_request_us(p, url, shape, rate)
+        stop(p)
+    lines.append("### Ingest against its floor\n")
+    lines.append("Floor per request = bare hyper's CPU per request at the same rate (the cheaper of "
+                 "one and two worker threads) + HMAC alone + simd-json parse alone of the same body "
+                 "(criterion, section above). Each setting of ingest is a fresh process on the "
+                 "memory-only broker, 10 s per rate.\n")
+    lines.append("| body | rate | bare hyper, 1 / 2 workers | + HMAC | + parse | floor | ingest setting | "
+                 "CPU per request | vs floor | p50 | p99 | p99.9 |")
+    lines.append("|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|")
+    for shape, group, label, rate, bound, half in points:
+        hmac, parse = parse_floor_us[group]
+        b1, b2 = bare[(1, shape, rate)], bare[(2, shape, rate)]
+        floor = min(b1, b2) + hmac + parse
+        where = f"{rate}/s" + (" (half max)" if half else "")
+        for variant, _ in INGEST_VARIANTS:
+            us, r = measured_variants[(variant, shape, rate)]
+            lines.append(f"| {label} | {where} | {b1:.1f} / {b2:.1f} µs | {hmac:.2f} µs | {parse:.2f} µs | "
+                         f"{floor:.1f} µs | {variant} | {us:.1f} µs | {us / floor:.2f}x | "
+                         f"{r['p50_ms']:.1f} ms | {r['p99_ms']:.1f} ms | {r['p999_ms']:.1f} ms |")
+        us, r = measured_variants[("defaults", shape, rate)]
+        verdicts.append((f"ingest CPU per {label} request at {where}, defaults", f"{us / floor:.2f}x the floor",
+                         f"<= {bound}x", us / floor <= bound))
+        best = min(INGEST_VARIANTS, key=lambda v: measured_variants[(v[0], shape, rate)][0])[0]
+        if best != "defaults":
+            bus = measured_variants[(best, shape, rate)][0]
+            verdicts.append((f"ingest CPU per {label} request at {where}, best setting ({best})",
+                             f"{bus / floor:.2f}x the floor", f"<= {bound}x", bus / floor <= bound))
+        if half:
+            verdicts.append((f"ingest p99 / p99.9, {label} at half max, defaults",
+                             f"{r['p99_ms']:.1f} / {r['p999_ms']:.1f} ms", "< 10 / < 20 ms",
+                             r["p99_ms"] < 10 and r["p999_ms"] < 20))
     lines.append("")
 
 
@@ -299,6 +381,116 @@ def ingest_memory(p, url, broker):
 memory_lines = []
 
 
+def broker_pid():
+    try:
+        return int(open(os.path.join(ROOT, ".run/tansu.pid")).read().split()[0])
+    except (OSError, ValueError):
+        return None
+
+
+def sent_to_broker(pid):
+    """Bytes pid's open connections to the broker have sent (TCP's own count, from `ss`)."""
+    out = subprocess.run(["ss", "-tinpH", "dst", REAL_BROKER], capture_output=True, text=True).stdout
+    total, mine = 0, False
+    for line in out.splitlines():
+        if not line[:1].isspace():
+            mine = f"pid={pid}," in line
+        elif mine:
+            total += next((int(f.split(":")[1]) for f in line.split() if f.startswith("bytes_sent:")), 0)
+    return total
+
+
+def settled(sink_metrics, acked, secs=120):
+    """Waits until the sink stored (or set aside) every acked event."""
+    deadline = time.time() + secs
+    while time.time() < deadline:
+        done = sum(metric(sink_metrics, n) for n in ("bluetick_sink_rows_total",
+                                                     "bluetick_sink_expired_rows_total",
+                                                     "bluetick_sink_dead_letters_total"))
+        if done >= acked:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+# Compared on the real pipeline: the producer's codec, the sink's insert compression, ingest's threads.
+PIPELINE_VARIANTS = [
+    ("zstd level 1 (default)", {}),
+    ("lz4", {"BLUETICK_KAFKA_COMPRESSION": "lz4", "BLUETICK_KAFKA_COMPRESSION_LEVEL": "-1"}),
+    ("none", {"BLUETICK_KAFKA_COMPRESSION": "none", "BLUETICK_KAFKA_COMPRESSION_LEVEL": "-1"}),
+    ("ClickHouse inserts uncompressed", {"BLUETICK_CLICKHOUSE_COMPRESSION": "none"}),
+    ("one ingest worker thread per core", {"BLUETICK_INGEST_WORKER_THREADS": str(os.cpu_count())}),
+]
+
+
+def pipeline_variants(rate, secs=20):
+    """CPU-s per million events of ingest + sink (and the broker's CPU and bytes) for each
+    variant, mixed traffic at `rate`, each on topics and a database of its own."""
+    say("== 3b. pipeline settings side by side")
+    out = []
+    bpid = broker_pid()
+    for label, overrides in PIPELINE_VARIANTS:
+        say(f"   {label}")
+        tag = f"v{int(time.time())}"
+        env = dict(env_for(tag, REAL_BROKER), **overrides)
+        subprocess.run([BLUETICK, "migrate"], env=dict(os.environ, **env), check=True,
+                       stdout=subprocess.DEVNULL)
+        ingest = start("ingest-v", [BLUETICK, "ingest"], env, health="http://127.0.0.1:18080/healthz")
+        sink = start("sink-v", [BLUETICK, "sink"], env, health="http://127.0.0.1:19091/healthz")
+        url = "http://127.0.0.1:18080/webhook"
+        run(url, "mixed", rate, 2)
+        c = (cpu(ingest.pid), cpu(sink.pid), cpu(bpid) if bpid else 0.0, sent_to_broker(ingest.pid))
+        r = run(url, "mixed", rate, secs)
+        acked = metric("http://127.0.0.1:18080/metrics", "bluetick_ingest_events_total")
+        caught_up = settled("http://127.0.0.1:19091/metrics", acked)
+        used = (cpu(ingest.pid) - c[0], cpu(sink.pid) - c[1],
+                (cpu(bpid) - c[2]) if bpid else float("nan"), sent_to_broker(ingest.pid) - c[3])
+        stop(sink)
+        stop(ingest)
+        query(f"DROP DATABASE IF EXISTS {env['BLUETICK_CLICKHOUSE_DATABASE']}", "default")
+        out.append((label, r, used, caught_up))
+    lines.append(f"Settings side by side, mixed traffic at {rate:.0f} req/s for {secs} s each (after 2 s of "
+                 "warm-up), until the sink stored every acked event. Bytes to the broker = what ingest's "
+                 "connections to it sent (produce requests), per event.\n")
+    lines.append("| setting | events | p99 | ingest CPU-s | sink CPU-s | **ingest + sink CPU-s per million "
+                 "events** | broker CPU-s | bytes to the broker per event |")
+    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for label, r, (ci, cs, cb, nb), caught_up in out:
+        ev = max(r["events_ok"], 1)
+        lines.append(f"| {label} | {r['events_ok']}{'' if caught_up else ' (sink behind)'} | "
+                     f"{r['p99_ms']:.1f} ms | {ci:.2f} | {cs:.2f} | {(ci + cs) / ev * 1e6:.1f} | "
+                     f"{cb:.2f} | {nb / ev:.0f} |")
+    lines.append("")
+    return out
+
+
+def kafka_engine_peer(topic, db):
+    """ClickHouse's own Kafka table engine over the events topic the pipeline just filled: records
+    it reads in a bounded time, through a materialized view and then directly."""
+    say("== 3c. ClickHouse's Kafka engine as a peer of the sink")
+    peer = f"{db}_peer"
+    query(f"CREATE DATABASE IF NOT EXISTS {peer}", "default")
+    try:
+        query(f"CREATE TABLE {peer}.queue (line String) ENGINE = Kafka('{REAL_BROKER}', '{topic}', "
+              f"'{peer}', 'TSV')", "default")
+        query(f"CREATE TABLE {peer}.lines (line String) ENGINE = MergeTree ORDER BY tuple()", "default")
+        query(f"CREATE MATERIALIZED VIEW {peer}.pump TO {peer}.lines AS SELECT line FROM {peer}.queue",
+              "default")
+        time.sleep(20)
+        via_view = int(query(f"SELECT count() FROM {peer}.lines", "default") or 0)
+        query(f"DROP TABLE {peer}.pump", "default")
+        direct = int(query(f"SELECT count() FROM {peer}.queue", "default") or 0)
+        what = (f"after 20 s, {via_view} records through a materialized view, then {direct} from a direct "
+                "SELECT")
+    except Exception as e:  # the figure is whatever happened, an error included
+        what = f"failed: {str(e)[:200]}"
+    query(f"DROP DATABASE IF EXISTS {peer}", "default")
+    lines.append(f"- (f) ClickHouse's Kafka engine (18.16) over the same events topic: {what}. "
+                 "bluetick's sink is measured above instead (see README, Performance).")
+    lines.append("")
+    return what
+
+
 def real_pipeline():
     say("== 3. real pipeline (sqlite broker, ClickHouse)")
     tag = f"r{int(time.time())}"
@@ -313,10 +505,14 @@ def real_pipeline():
     best = step(url, "mixed", 50)
     half_rate = max(1, best["rate"] / 2)
     say(f"   {half_rate:.0f} req/s for 30 s with end-to-end probes")
-    c_ing, c_sink = cpu(ingest.pid), cpu(sink.pid)
+    bpid = broker_pid()
+    c_ing, c_sink, c_broker = cpu(ingest.pid), cpu(sink.pid), cpu(bpid) if bpid else 0.0
     e = run(url, "mixed", half_rate, 30, ["--probes", "60", "--clickhouse-url", CH, "--database", db,
                                            "--id-key", ID_KEY])
+    settled("http://127.0.0.1:19091/metrics",
+            metric("http://127.0.0.1:18080/metrics", "bluetick_ingest_events_total"))
     c_ing, c_sink = cpu(ingest.pid) - c_ing, cpu(sink.pid) - c_sink
+    c_broker = (cpu(bpid) - c_broker) if bpid else float("nan")
     stop(sink)
 
     say(f"   {SINK_EVENTS} statuses produced, then drained by a fresh sink")
@@ -351,14 +547,26 @@ def real_pipeline():
                      f"p99 {e['p99_ms']:.1f} ms; webhook -> queryable in ClickHouse p50 {ee['p50_ms']} ms, "
                      f"p99 {ee['p99_ms']} ms, max {ee['max_ms']} ms ({ee['seen']}/{ee['sent']} probes; "
                      "sink.batch_max_age_ms = 1000)")
-    lines.append(f"- CPU meanwhile: ingest {c_ing:.2f} s ({e['events_ok'] / max(c_ing, 1e-9):.0f} events per CPU-s), "
-                 f"sink {c_sink:.2f} s")
+    per_million = (c_ing + c_sink) / max(e["events_ok"], 1) * 1e6
+    lines.append(f"- CPU meanwhile (until the sink stored every acked event): ingest {c_ing:.2f} s "
+                 f"({e['events_ok'] / max(c_ing, 1e-9):.0f} events per CPU-s), sink {c_sink:.2f} s, broker "
+                 f"{c_broker:.2f} s: **{per_million:.1f} CPU-s per million events, ingest + sink**")
+    verdicts.append(("CPU-s per million events, ingest + sink, mixed traffic at half max",
+                     f"{per_million:.1f}", "<= 7", per_million <= 7))
+    if e.get("end_to_end"):
+        p99 = e["end_to_end"]["p99_ms"]
+        verdicts.append(("webhook -> queryable p99 at half max", f"{p99} ms", "< 2000 ms", p99 < 2000))
     lines.append(f"- (d) sink drain of a {total_rows:.0f}-row backlog: sink CPU {total_cpu:.2f} s from its start "
                  f"= **{total_rows / max(total_cpu, 1e-9):.0f} rows per sink CPU-second**; after its first batch, "
                  f"{rows:.0f} rows in {last[0] - first[0]:.2f} s = {rows / max(last[0] - first[0], 1e-9):.0f} rows/s "
                  "wall (the broker serving the fetches shares the 2 cores)")
     lines.append("")
+    drain = total_rows / max(total_cpu, 1e-9)
+    verdicts.append(("sink rows per sink CPU-second, backlog drain", f"{drain:.0f}", ">= 1,000,000",
+                     drain >= 1e6))
+    kafka_engine_peer(f"{tag}.events", db)
     query(f"DROP DATABASE IF EXISTS {db}", "default")
+    pipeline_variants(half_rate)
 
 
 def main():
@@ -385,7 +593,10 @@ def main():
         "and per-CPU-second figures between runs, not wall-clock rates.",
         "",
     ]
-    text = "\n".join(head + lines + ["### Memory\n"] + memory_lines) + "\n"
+    summary = ["### Yardsticks and targets\n", "| yardstick | figure | target | status |", "|---|---:|---:|---|"]
+    summary += [f"| {what} | {fig} | {target} | {'met' if ok else '**not met**'} |"
+                for what, fig, target, ok in verdicts]
+    text = "\n".join(head + summary + [""] + lines + ["### Memory\n"] + memory_lines) + "\n"
     # The analytics section comes from its own, longer run (`bluetick-analytics`): kept as is.
     path = os.path.join(ROOT, "BENCHMARKS.md")
     old = open(path).read() if os.path.exists(path) else ""

@@ -329,7 +329,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let mut cfg = Config::load(cli.config.as_deref())?;
-    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    // Ingest runs its connections on single-threaded runtimes of its own (`ingest::workers`);
+    // this one is the first of them.
+    let mut runtime = match cli.command {
+        Command::Ingest { .. } => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = runtime
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
     runtime.block_on(async move {
         match cli.command {
             Command::Ingest { listen } => {

@@ -11,6 +11,7 @@ pub mod parse;
 pub mod security;
 pub mod tenants;
 pub mod verify;
+pub mod workers;
 
 use crate::config::{Config, ConfigError};
 use hyper::server::conn::http1;
@@ -31,6 +32,8 @@ pub enum IngestError {
     Setup(#[from] crate::kafka::SetupError),
     #[error(transparent)]
     Tenants(#[from] tenants::TenantMapError),
+    #[error("starting worker threads: {0}")]
+    Workers(std::io::Error),
     #[error("binding {addr}: {source}")]
     Bind {
         addr: String,
@@ -71,6 +74,14 @@ pub fn state(cfg: &Config) -> Result<http::State, IngestError> {
             name: a.name,
         })
         .collect();
+    let group = i.group_commit.then(|| {
+        crate::kafka::GroupCommit::spawn(
+            producer.clone(),
+            cfg.kafka.events_topic.clone(),
+            Duration::from_micros(i.group_commit_window_us),
+            i.max_in_flight_requests as usize,
+        )
+    });
     Ok(http::State::new(
         settings,
         apps,
@@ -78,6 +89,7 @@ pub fn state(cfg: &Config) -> Result<http::State, IngestError> {
         crate::privacy::Pepper::new(cfg.pepper()?.expose().as_bytes()),
         crate::privacy::IdKey::new(cfg.id_key()?.expose().as_bytes()),
         producer,
+        group,
         crate::metrics::install(),
         limits::Admission::new(
             i.max_in_flight_requests,
@@ -180,6 +192,12 @@ pub async fn run(
         .header_read_timeout(Duration::from_millis(cfg.ingest.header_read_timeout_ms))
         .keep_alive(true);
     let graceful = GracefulShutdown::new();
+    let mut workers = workers::Workers::start(cfg.ingest.worker_threads as usize)
+        .map_err(IngestError::Workers)?;
+    tracing::info!(
+        workers = workers.count(),
+        "connections served by worker threads"
+    );
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -196,7 +214,7 @@ pub async fn run(
                 let _ = stream.set_nodelay(true);
                 let handler = http::Handler::new(Arc::clone(&state), peer);
                 let conn = graceful.watch(server.serve_connection(TokioIo::new(stream), handler));
-                tokio::spawn(async move {
+                workers.spawn(async move {
                     if let Err(e) = conn.await {
                         tracing::debug!(error = %e, "connection closed with an error");
                     }
@@ -214,6 +232,7 @@ pub async fn run(
     {
         tracing::warn!("grace period over; closing remaining connections");
     }
+    drop(workers);
     let _ = stop_side.send(true);
     for task in side {
         let _ = task.await;
