@@ -58,6 +58,28 @@ fn sink_path(c: &mut Criterion) {
     let mut spare_rows = Rows::default();
     let id_key = bluetick::privacy::IdKey::new(b"bench-id-key-0123456789");
     let erased = bluetick::sink::erased::Erased::default();
+    // The three steps cumulatively: their differences price copying, decoding and routing
+    // apart (bench.sh reads them to bound what a binary record format could save).
+    g.bench_function("push", |b| {
+        b.iter(|| {
+            batch.clear();
+            for (offset, record) in records.iter().enumerate() {
+                batch.push(Source::Events, 0, offset as i64, record);
+            }
+            assert_eq!(batch.rows(), rows);
+        })
+    });
+    g.bench_function("push_decode", |b| {
+        b.iter(|| {
+            batch.clear();
+            for (offset, record) in records.iter().enumerate() {
+                batch.push(Source::Events, 0, offset as i64, record);
+            }
+            let decoded = batch.decode_into(std::mem::take(&mut spare_events), &id_key);
+            assert_eq!(decoded.events.len(), rows);
+            spare_events = bluetick::sink::batch::recycle(decoded.events);
+        })
+    });
     g.bench_function("push_decode_route", |b| {
         b.iter(|| {
             batch.clear();

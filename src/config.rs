@@ -161,13 +161,6 @@ pub struct IngestConfig {
     pub tenant_map: String,
     /// How often the tenant map's file is checked for changes.
     pub tenant_map_reload_ms: u64,
-    /// Group commit: the events of concurrent webhooks share Kafka records (see
-    /// BENCHMARKS.md for what it saves); each webhook is still answered only after the record
-    /// holding its events was acked.
-    pub group_commit: bool,
-    /// How long a shared record may wait for more webhooks' events; 0 = only those already
-    /// waiting join it, so group commit adds no latency.
-    pub group_commit_window_us: u64,
     /// Threads serving webhook connections, each a single-threaded runtime owning the
     /// connections dealt to it; 0 = one per two cores the process may use (its CPU quota
     /// counts), at least one. The other cores serve librdkafka's threads and the network.
@@ -219,8 +212,6 @@ impl Default for IngestConfig {
             apps: Vec::new(),
             tenant_map: String::new(),
             tenant_map_reload_ms: 10_000,
-            group_commit: false,
-            group_commit_window_us: 0,
             worker_threads: 0,
             security_event_window_ms: 60_000,
             max_security_sources: 10_000,

@@ -13,7 +13,7 @@ use super::tenants::Tenants;
 use super::verify::{Verifier, SIGNATURE_HEADER};
 use crate::clock::now_ms;
 use crate::health::Health;
-use crate::kafka::{GroupCommit, Pending, Producer, Reach};
+use crate::kafka::{Pending, Producer, Reach};
 use crate::metrics as m;
 use crate::model::record::RecordWriter;
 use crate::model::skeleton;
@@ -61,9 +61,6 @@ pub struct State {
     pub pepper: Pepper,
     pub id_key: IdKey,
     pub producer: Producer,
-    /// Present when `ingest.group_commit` is on: a webhook's last (or only) record joins those
-    /// of concurrent webhooks.
-    pub group: Option<GroupCommit>,
     pub metrics: PrometheusHandle,
     pub admission: Admission,
     pub security: SecurityTally,
@@ -112,7 +109,6 @@ impl State {
         pepper: Pepper,
         id_key: IdKey,
         producer: Producer,
-        group: Option<GroupCommit>,
         metrics: PrometheusHandle,
         admission: Admission,
         security: SecurityTally,
@@ -125,7 +121,6 @@ impl State {
             pepper,
             id_key,
             producer,
-            group,
             metrics,
             admission,
             security,
@@ -332,7 +327,7 @@ impl Handler {
     }
 
     /// Parses the verified body and enqueues its events (one record per 64 KiB of them, see
-    /// `model::record`; with group commit the last joins other webhooks' events), or, if it does not parse, its content-free skeleton on the
+    /// `model::record`), or, if it does not parse, its content-free skeleton on the
     /// dead-letter topic (Meta would retry it for days in vain; see `model::skeleton`).
     fn enqueue(&self, body: &mut [u8], pending: &mut Pending) -> Result<Outcome, RequestError> {
         let st = &self.state;
@@ -368,10 +363,7 @@ impl Handler {
             Ok::<_, RequestError>(())
         })?;
         if !record.is_empty() {
-            match &st.group {
-                Some(group) => group.enqueue(record.take(), pending)?,
-                None => st.producer.enqueue(topic, None, record.bytes(), pending)?,
-            }
+            st.producer.enqueue(topic, None, record.bytes(), pending)?;
         }
         Ok(Outcome::Events(kinds))
     }

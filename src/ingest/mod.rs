@@ -74,14 +74,6 @@ pub fn state(cfg: &Config) -> Result<http::State, IngestError> {
             name: a.name,
         })
         .collect();
-    let group = i.group_commit.then(|| {
-        crate::kafka::GroupCommit::spawn(
-            producer.clone(),
-            cfg.kafka.events_topic.clone(),
-            Duration::from_micros(i.group_commit_window_us),
-            i.max_in_flight_requests as usize,
-        )
-    });
     Ok(http::State::new(
         settings,
         apps,
@@ -89,7 +81,6 @@ pub fn state(cfg: &Config) -> Result<http::State, IngestError> {
         crate::privacy::Pepper::new(cfg.pepper()?.expose().as_bytes()),
         crate::privacy::IdKey::new(cfg.id_key()?.expose().as_bytes()),
         producer,
-        group,
         crate::metrics::install(),
         limits::Admission::new(
             i.max_in_flight_requests,

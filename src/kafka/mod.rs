@@ -1,17 +1,14 @@
 //! The Kafka side every component shares: client settings, topic creation, and the bounded
 //! producer with its delivery futures and error classification ([`producer`]), used by
-//! ingest for events and by the sink for dead letters alike, and group commit over it
-//! ([`group`]), ingest's way of sharing records between concurrent requests.
+//! ingest for events and by the sink for dead letters alike.
 //!
 //! Topics are created explicitly (with their partition counts), because production clusters
 //! and some Kafka-protocol brokers do not auto-create them.
 
-pub mod group;
 pub mod producer;
 pub mod read;
 pub mod topics;
 
-pub use group::GroupCommit;
 pub use producer::{Pending, ProduceError, Producer, Reach, Refusal};
 
 use crate::config::{ConfigError, KafkaConfig};

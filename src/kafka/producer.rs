@@ -55,7 +55,7 @@ impl From<KafkaError> for ProduceError {
 
 /// The broker's verdict on one record, sent by [`Acks`] to the request awaiting it: where it
 /// was written (partition, offset), or why not.
-pub type Verdict = Result<(i32, i64), KafkaError>;
+type Verdict = Result<(i32, i64), KafkaError>;
 type Waiter = Box<oneshot::Sender<Verdict>>;
 
 /// Delivery futures of one request's records.
@@ -233,21 +233,10 @@ impl Producer {
         payload: &[u8],
         pending: &mut Pending,
     ) -> Result<(), ProduceError> {
-        Ok(self.send(topic, pending, |record| match key {
+        self.send(topic, pending, |record| match key {
             Some(key) => record.payload(payload).key(key),
             None => record.payload(payload),
-        })?)
-    }
-
-    /// [`enqueue`](Self::enqueue) without a key, keeping librdkafka's error as it is: group
-    /// commit hands it to every request of the record as their verdict.
-    pub(super) fn enqueue_raw(
-        &self,
-        topic: &str,
-        payload: &[u8],
-        pending: &mut Pending,
-    ) -> Result<(), KafkaError> {
-        self.send(topic, pending, |record| record.payload(payload))
+        })
     }
 
     /// Enqueues a record with headers (dead letters carry why they were kept).
@@ -264,9 +253,9 @@ impl Producer {
                 value: Some(*value),
             })
         });
-        Ok(self.send(topic, pending, |record| {
+        self.send(topic, pending, |record| {
             record.payload(payload).headers(headers)
-        })?)
+        })
     }
 
     fn send<'a>(
@@ -274,7 +263,7 @@ impl Producer {
         topic: &'a str,
         pending: &mut Pending,
         build: impl FnOnce(Record<'a>) -> Record<'a>,
-    ) -> Result<(), KafkaError> {
+    ) -> Result<(), ProduceError> {
         let (tx, rx) = oneshot::channel();
         let record = build(BaseRecord::with_opaque_to(topic, Box::new(tx)));
         match self.inner.send(record) {
@@ -282,7 +271,7 @@ impl Producer {
                 pending.push(rx);
                 Ok(())
             }
-            Err((e, _)) => Err(e),
+            Err((e, _)) => Err(e.into()),
         }
     }
 

@@ -17,8 +17,7 @@ use std::ops::Range;
 /// one record, small enough that a 1000-status webhook spreads over several partitions.
 pub const TARGET_BYTES: usize = 64 * 1024;
 
-/// Between two events of a record.
-pub const SEPARATOR: u8 = b'\n';
+const SEPARATOR: u8 = b'\n';
 
 /// Builds records from a stream of events, reusing its buffers.
 #[derive(Debug, Default)]
@@ -63,12 +62,6 @@ impl RecordWriter {
 
     pub fn is_empty(&self) -> bool {
         self.events == 0
-    }
-
-    /// The record's bytes, leaving the writer empty (for a hand-over without a copy).
-    pub fn take(&mut self) -> Vec<u8> {
-        self.events = 0;
-        std::mem::take(&mut self.bytes)
     }
 
     pub fn clear(&mut self) {
