@@ -3,10 +3,10 @@
 //!
 //! Why not tokio's work-stealing runtime: a webhook is woken twice (its request arrives, then
 //! the broker's ack), and at moderate rates the work-stealing scheduler wakes an idle worker
-//! for nearly every one of those, to see if there is work to steal. On two cores that doubled
-//! ingest's CPU per request (BENCHMARKS.md, "Ingest against its floor"). A thread that owns
-//! its connections has nobody to wake: a request is read, parsed and answered on the thread
-//! that accepted it. Connections are dealt round-robin; Meta and load balancers spread
+//! for nearly every one of those, to see if there is work to steal. On two cores, bare hyper
+//! alone cost 1.5-1.8x as much CPU per request on two work-stealing workers as on one
+//! (BENCHMARKS.md, "Ingest against its floor"). A thread that owns its connections has nobody
+//! to wake: a request is read, parsed and answered on the thread that accepted it. Connections are dealt round-robin; Meta and load balancers spread
 //! webhooks over many keep-alive connections, so the threads stay evenly loaded.
 //!
 //! Worker 0 is the runtime [`super::run`] is called on; the others are threads of their own,
@@ -18,9 +18,10 @@ use tokio::sync::watch;
 
 /// One worker per two cores the process may use, at least one: the other half is left to
 /// librdkafka's broker threads (batching, compression, the socket) and the kernel's network
-/// stack, which on a 2-core host took as much CPU as the workers. There, one worker sustained
-/// a higher rate than two (36,600 vs 29,300 1-status webhooks/s at p99 <= 50 ms) at 15-35 %
-/// less CPU per request.
+/// stack, which on a 2-core host took as much CPU as the workers. There, one worker cost
+/// 14-24 % less CPU per 1-status webhook than one per core, about the same per 100-status one
+/// (BENCHMARKS.md), and sustained a higher rate (36,600 vs 29,300 1-status webhooks/s at
+/// p99 <= 50 ms, `bluetick-load step`).
 pub fn default_count() -> usize {
     std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
 }
