@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduces BENCHMARKS.md on this machine (~40 min): builds release binaries, starts the broker
+# Reproduces BENCHMARKS.md on this machine (~30 min on 2 cores): builds release binaries, starts the broker
 # and ClickHouse, runs scripts/bench.py (criterion hot path, reference servers, ingest, the real
 # pipeline, memory) and rewrites BENCHMARKS.md with the figures of this run. Loopback only.
 #   SOAK_SECS=600 scripts/bench.sh     # the 10-minute RSS soak
