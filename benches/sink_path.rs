@@ -46,6 +46,14 @@ fn records(rows: usize) -> Vec<Vec<u8>> {
     out
 }
 
+/// Empties `batch` and copies `records` into it, as the consumer loop does.
+fn fill(batch: &mut Batch, records: &[Vec<u8>]) {
+    batch.clear();
+    for (offset, record) in records.iter().enumerate() {
+        batch.push(Source::Events, 0, offset as i64, record);
+    }
+}
+
 fn sink_path(c: &mut Criterion) {
     let rows = 50_000;
     let records = records(rows);
@@ -62,19 +70,13 @@ fn sink_path(c: &mut Criterion) {
     // apart (bench.sh reads them to bound what a binary record format could save).
     g.bench_function("push", |b| {
         b.iter(|| {
-            batch.clear();
-            for (offset, record) in records.iter().enumerate() {
-                batch.push(Source::Events, 0, offset as i64, record);
-            }
+            fill(&mut batch, &records);
             assert_eq!(batch.rows(), rows);
         })
     });
     g.bench_function("push_decode", |b| {
         b.iter(|| {
-            batch.clear();
-            for (offset, record) in records.iter().enumerate() {
-                batch.push(Source::Events, 0, offset as i64, record);
-            }
+            fill(&mut batch, &records);
             let decoded = batch.decode_into(std::mem::take(&mut spare_events), &id_key);
             assert_eq!(decoded.events.len(), rows);
             spare_events = bluetick::sink::batch::recycle(decoded.events);
@@ -82,10 +84,7 @@ fn sink_path(c: &mut Criterion) {
     });
     g.bench_function("push_decode_route", |b| {
         b.iter(|| {
-            batch.clear();
-            for (offset, record) in records.iter().enumerate() {
-                batch.push(Source::Events, 0, offset as i64, record);
-            }
+            fill(&mut batch, &records);
             let decoded = batch.decode_into(std::mem::take(&mut spare_events), &id_key);
             let routed =
                 Rows::route_into(&decoded, &window, &erased, std::mem::take(&mut spare_rows));
