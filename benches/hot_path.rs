@@ -1,10 +1,12 @@
 //! Cost of ingest's per-request work, per payload size, against its two floors: HMAC-SHA256
 //! alone and simd-json's typed parse alone on the same bytes. Also simd-json vs serde_json on
 //! the same borrowed types. `split_mask` includes the parse (the split borrows its buffer):
-//! split+mask alone is `split_mask` minus `simd_json_parse`. `cargo bench --bench hot_path`.
+//! split+mask alone is `split_mask` minus `simd_json_parse`; `encode` is the default record
+//! format (protobuf), `encode_json` the other. `cargo bench --bench hot_path`.
 
 use bluetick::ingest::parse::{self, SplitContext};
 use bluetick::ingest::verify::{sign, Verifier};
+use bluetick::model::record::Format;
 use bluetick::model::{Event, Webhook};
 use bluetick::privacy::Pepper;
 use common::statuses;
@@ -81,14 +83,16 @@ fn hot_path(c: &mut Criterion) {
             Ok::<(), std::convert::Infallible>(())
         });
         let mut out = Vec::with_capacity(1024);
-        g.bench_function("encode", |b| {
-            b.iter(|| {
-                events
-                    .iter()
-                    .map(|e| encoded_len(e, &mut out))
-                    .sum::<usize>()
-            })
-        });
+        for (name, format) in [("encode", Format::default()), ("encode_json", Format::Json)] {
+            g.bench_function(name, |b| {
+                b.iter(|| {
+                    events
+                        .iter()
+                        .map(|e| encoded_len(e, format, &mut out))
+                        .sum::<usize>()
+                })
+            });
+        }
         g.bench_function("verify_parse_split_mask_encode", |b| {
             b.iter_batched_ref(
                 || body.clone(),
@@ -97,7 +101,7 @@ fn hot_path(c: &mut Criterion) {
                     let hook = parse::parse(buf).expect("bench payload parses");
                     let mut bytes = 0usize;
                     let _ = parse::split(&hook, &ctx, |e| {
-                        bytes += encoded_len(e, &mut out);
+                        bytes += encoded_len(e, Format::default(), &mut out);
                         Ok::<(), std::convert::Infallible>(())
                     });
                     (ok, bytes)
@@ -109,11 +113,14 @@ fn hot_path(c: &mut Criterion) {
     }
 }
 
-/// Encodes one event into the reused `out`, as ingest's record writer does, and says how long
-/// it came out.
-fn encoded_len(e: &Event<'_>, out: &mut Vec<u8>) -> usize {
+/// Encodes one event into the reused `out` in `format`, as ingest's record writer does, and
+/// says how long it came out.
+fn encoded_len(e: &Event<'_>, format: Format, out: &mut Vec<u8>) -> usize {
     out.clear();
-    e.encode(out);
+    match format {
+        Format::Json => e.encode(out),
+        Format::Protobuf => bluetick::model::proto::encode(e, out),
+    }
     out.len()
 }
 

@@ -1,11 +1,12 @@
 //! The sink's own work per batch, apart from the INSERT (RowBinary, lz4, HTTP) and Kafka:
-//! copying records into the batch, decoding their lines and routing them into rows, for
-//! records framed as ingest frames them. Reported as rows per second of one core; the whole
-//! sink, insert included, is measured by `scripts/bench.sh`. `cargo bench --bench sink_path`.
+//! copying records into the batch, decoding their events and routing them into rows, for
+//! records framed as ingest frames them, in each record format. Reported as rows per second of
+//! one core; the whole sink, insert included, is measured by `scripts/bench.sh`.
+//! `cargo bench --bench sink_path`.
 
 use bluetick::config::RetentionConfig;
 use bluetick::ingest::parse::{self, SplitContext};
-use bluetick::model::record::RecordWriter;
+use bluetick::model::record::{Format, RecordWriter};
 use bluetick::model::Event;
 use bluetick::privacy::Pepper;
 use bluetick::sink::batch::{Batch, Source};
@@ -19,7 +20,7 @@ mod common;
 const NOW: u64 = 1_750_000_000 + 86_400;
 
 /// `rows` status events as ingest would have written them: records of up to 64 KiB.
-fn records(rows: usize) -> Vec<Vec<u8>> {
+fn records(format: Format, rows: usize) -> Vec<Vec<u8>> {
     let mut body = statuses(rows);
     let hook = parse::parse(&mut body).expect("bench body parses");
     let pepper = Pepper::new(b"bench-pepper-0123456789");
@@ -31,7 +32,7 @@ fn records(rows: usize) -> Vec<Vec<u8>> {
         tenants: None,
     };
     let mut out = Vec::new();
-    let mut writer = RecordWriter::default();
+    let mut writer = RecordWriter::with_capacity(format, 80 * 1024);
     let mut emit = |event: &Event<'_>| {
         if writer.push(event) {
             out.push(writer.bytes().to_vec());
@@ -56,7 +57,6 @@ fn fill(batch: &mut Batch, records: &[Vec<u8>]) {
 
 fn sink_path(c: &mut Criterion) {
     let rows = 50_000;
-    let records = records(rows);
     let window = Window::new(NOW, &RetentionConfig::default());
     let mut g = c.benchmark_group("sink_50k_rows");
     g.throughput(Throughput::Elements(rows as u64));
@@ -66,33 +66,36 @@ fn sink_path(c: &mut Criterion) {
     let mut spare_rows = Rows::default();
     let id_key = bluetick::privacy::IdKey::new(b"bench-id-key-0123456789");
     let erased = bluetick::sink::erased::Erased::default();
-    // The three steps cumulatively: their differences price copying, decoding and routing
-    // apart (bench.sh reads them to bound what a binary record format could save).
-    g.bench_function("push", |b| {
-        b.iter(|| {
-            fill(&mut batch, &records);
-            assert_eq!(batch.rows(), rows);
-        })
-    });
-    g.bench_function("push_decode", |b| {
-        b.iter(|| {
-            fill(&mut batch, &records);
-            let decoded = batch.decode_into(std::mem::take(&mut spare_events), &id_key);
-            assert_eq!(decoded.events.len(), rows);
-            spare_events = bluetick::sink::batch::recycle(decoded.events);
-        })
-    });
-    g.bench_function("push_decode_route", |b| {
-        b.iter(|| {
-            fill(&mut batch, &records);
-            let decoded = batch.decode_into(std::mem::take(&mut spare_events), &id_key);
-            let routed =
-                Rows::route_into(&decoded, &window, &erased, std::mem::take(&mut spare_rows));
-            assert_eq!(routed.status.len(), rows);
-            spare_rows = routed.recycled();
-            spare_events = bluetick::sink::batch::recycle(decoded.events);
-        })
-    });
+    // The three steps cumulatively, per format: their differences price copying, decoding
+    // and routing apart (bench.sh reads them to compare the record formats).
+    for (name, format) in [("json", Format::Json), ("protobuf", Format::Protobuf)] {
+        let records = records(format, rows);
+        g.bench_function(format!("{name}_push"), |b| {
+            b.iter(|| {
+                fill(&mut batch, &records);
+                assert_eq!(batch.rows(), rows);
+            })
+        });
+        g.bench_function(format!("{name}_push_decode"), |b| {
+            b.iter(|| {
+                fill(&mut batch, &records);
+                let decoded = batch.decode_into(std::mem::take(&mut spare_events), &id_key);
+                assert_eq!(decoded.events.len(), rows);
+                spare_events = bluetick::sink::batch::recycle(decoded.events);
+            })
+        });
+        g.bench_function(format!("{name}_push_decode_route"), |b| {
+            b.iter(|| {
+                fill(&mut batch, &records);
+                let decoded = batch.decode_into(std::mem::take(&mut spare_events), &id_key);
+                let routed =
+                    Rows::route_into(&decoded, &window, &erased, std::mem::take(&mut spare_rows));
+                assert_eq!(routed.status.len(), rows);
+                spare_rows = routed.recycled();
+                spare_events = bluetick::sink::batch::recycle(decoded.events);
+            })
+        });
+    }
     g.finish();
 }
 

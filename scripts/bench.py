@@ -34,13 +34,13 @@ ID_KEY = os.urandom(20).hex()
 STEP_SECS = int(os.environ.get("STEP_SECS", "4"))
 P99_MS = float(os.environ.get("P99_MS", "50"))
 SOAK_SECS = int(os.environ.get("SOAK_SECS", "60"))
-SINK_EVENTS = int(os.environ.get("SINK_EVENTS", "200000"))
+SINK_EVENTS = int(os.environ.get("SINK_EVENTS", "400000"))
 TICK = os.sysconf("SC_CLK_TCK")
 procs = []
 lines = []
 # Per payload: (HMAC alone, simd-json parse alone) in µs, from the criterion run.
 parse_floor_us = {}
-# The sink's steps per row in ns (copy into the batch, decode the JSON line, route), criterion.
+# The sink's steps per row in ns (copy into the batch, decode, route) per record format, criterion.
 sink_row_ns = {}
 # Yardsticks and targets, gathered as the sections run: (what, figure, target, met).
 verdicts = []
@@ -163,7 +163,7 @@ def hot_path(rounds=3):
     say("== 1. hot path (criterion)")
     crit = os.path.join(ROOT, "target/criterion")
     groups = ["1_status", "100_statuses", "1000_statuses", "inbound_mix"]
-    fns = ["hmac_sha256", "simd_json_parse", "serde_json_parse", "split_mask", "encode",
+    fns = ["hmac_sha256", "simd_json_parse", "serde_json_parse", "split_mask", "encode", "encode_json",
            "verify_parse_split_mask_encode"]
     best, sizes = {}, {}
     for _ in range(rounds):
@@ -180,8 +180,9 @@ def hot_path(rounds=3):
     lines.append("Every column is MB/s of the webhook's own bytes, so the encode column (events split "
                  "once, then encoded) compares with the others.\n")
     lines.append("| payload | bytes | HMAC | simd-json parse | serde_json parse | parse+split+mask | "
-                 "encode | verify+parse+split+mask+encode | cost vs HMAC+parse | simd vs serde |")
-    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+                 "encode (protobuf, default) | encode (JSON) | verify+parse+split+mask+encode | "
+                 "cost vs HMAC+parse | simd vs serde |")
+    lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for group in groups:
         ns = {fn: best[(group, fn)] for fn in fns}
         size = sizes[group]
@@ -191,7 +192,8 @@ def hot_path(rounds=3):
         lines.append(
             f"| {group} | {size} | {mbs['hmac_sha256']:.0f} MB/s | {mbs['simd_json_parse']:.0f} MB/s | "
             f"{mbs['serde_json_parse']:.0f} MB/s | {mbs['split_mask']:.0f} MB/s | "
-            f"{mbs['encode']:.0f} MB/s | {mbs['verify_parse_split_mask_encode']:.0f} MB/s | "
+            f"{mbs['encode']:.0f} MB/s | {mbs['encode_json']:.0f} MB/s | "
+            f"{mbs['verify_parse_split_mask_encode']:.0f} MB/s | "
             f"{ns['verify_parse_split_mask_encode'] / floor:.2f}x | "
             f"{ns['serde_json_parse'] / ns['simd_json_parse']:.2f}x |")
     lines.append("")
@@ -199,17 +201,19 @@ def hot_path(rounds=3):
 
 def sink_steps():
     """The sink's own per-row work apart from Kafka and the INSERT, in steps (criterion, ns per
-    row): copying records into the batch, decoding their JSON lines, routing them into rows."""
+    row) for each record format: copying records into the batch, decoding them, routing them
+    into rows."""
     say("== 1b. sink steps (criterion)")
     subprocess.run(["cargo", "bench", "--quiet", "--bench", "sink_path", "--",
                     "--warm-up-time", "1", "--measurement-time", "3"],
                    cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
-    ns = {}
-    for fn in ("push", "push_decode", "push_decode_route"):
-        path = os.path.join(ROOT, "target/criterion/sink_50k_rows", fn, "new/estimates.json")
-        ns[fn] = json.load(open(path))["median"]["point_estimate"] / 50_000
-    sink_row_ns.update(copy=ns["push"], decode=ns["push_decode"] - ns["push"],
-                       route=ns["push_decode_route"] - ns["push_decode"])
+    for fmt in ("json", "protobuf"):
+        ns = {}
+        for fn in ("push", "push_decode", "push_decode_route"):
+            path = os.path.join(ROOT, "target/criterion/sink_50k_rows", f"{fmt}_{fn}", "new/estimates.json")
+            ns[fn] = json.load(open(path))["median"]["point_estimate"] / 50_000
+        sink_row_ns[fmt] = dict(copy=ns["push"], decode=ns["push_decode"] - ns["push"],
+                                route=ns["push_decode_route"] - ns["push_decode"])
 
 
 def fast_broker_binary():
@@ -431,10 +435,14 @@ def settled(sink_metrics, acked, secs=120):
     return False
 
 
-# Compared on the real pipeline: the producer's codec, the sink's insert compression, ingest's threads.
+# Compared on the real pipeline: the record format, the producer's codec, the sink's insert
+# compression, ingest's threads.
 PIPELINE_VARIANTS = [
-    ("zstd level 1 (default)", {}),
+    ("protobuf records, zstd level 1 (defaults)", {}),
+    ("JSON Lines records", {"BLUETICK_KAFKA_RECORD_FORMAT": "json"}),
     ("lz4", {"BLUETICK_KAFKA_COMPRESSION": "lz4", "BLUETICK_KAFKA_COMPRESSION_LEVEL": "-1"}),
+    ("JSON Lines records, lz4", {"BLUETICK_KAFKA_RECORD_FORMAT": "json", "BLUETICK_KAFKA_COMPRESSION": "lz4",
+                                 "BLUETICK_KAFKA_COMPRESSION_LEVEL": "-1"}),
     ("none", {"BLUETICK_KAFKA_COMPRESSION": "none", "BLUETICK_KAFKA_COMPRESSION_LEVEL": "-1"}),
     ("ClickHouse inserts uncompressed", {"BLUETICK_CLICKHOUSE_COMPRESSION": "none"}),
     ("one ingest worker thread per core", {"BLUETICK_INGEST_WORKER_THREADS": str(os.cpu_count())}),
@@ -509,6 +517,49 @@ def kafka_engine_peer(topic, db):
     return what
 
 
+# The backlog drain, per record format: the same statuses written by an ingest of that format.
+DRAIN_VARIANTS = [
+    ("protobuf records (default)", {}),
+    ("JSON Lines records", {"BLUETICK_KAFKA_RECORD_FORMAT": "json"}),
+]
+
+
+def backlog_drain(overrides):
+    """SINK_EVENTS statuses produced through an ingest with `overrides`, on topics and a database
+    of their own, then drained by a fresh sink: its CPU from start to the last row."""
+    tag = f"d{int(time.time())}"
+    env = dict(env_for(tag, REAL_BROKER), **overrides)
+    subprocess.run([BLUETICK, "migrate"], env=dict(os.environ, **env), check=True,
+                   stdout=subprocess.DEVNULL)
+    ingest = start("ingest-drain", [BLUETICK, "ingest"], env, health="http://127.0.0.1:18080/healthz")
+    url = "http://127.0.0.1:18080/webhook"
+    say(f"   {SINK_EVENTS} statuses produced{' with ' + str(overrides) if overrides else ''}, "
+        "then drained by a fresh sink")
+    run(url, "batch1000", 20, max(1, SINK_EVENTS // 20000), ["--max-requests", str(SINK_EVENTS // 1000),
+                                                               "--duplicates", "0"])
+    acked = metric("http://127.0.0.1:18080/metrics", "bluetick_ingest_events_total")
+    stop(ingest)
+    sink = start("sink-drain", [BLUETICK, "sink"], env, health="http://127.0.0.1:19091/healthz")
+    metrics = "http://127.0.0.1:19091/metrics"
+    deadline = time.time() + 300
+    first = None
+    while time.time() < deadline:
+        rows = metric(metrics, "bluetick_sink_rows_total")
+        if first is None and rows > 0:
+            first = (time.time(), cpu(sink.pid), rows)
+        done = rows + metric(metrics, "bluetick_sink_expired_rows_total") + \
+            metric(metrics, "bluetick_sink_dead_letters_total")
+        if done >= acked:
+            break
+        time.sleep(0.05)
+    last = (time.time(), cpu(sink.pid), metric(metrics, "bluetick_sink_rows_total"))
+    stop(sink)
+    query(f"DROP DATABASE IF EXISTS {env['BLUETICK_CLICKHOUSE_DATABASE']}", "default")
+    first = first or last
+    return dict(total_rows=last[2], total_cpu=last[1], rows=last[2] - first[2], wall=last[0] - first[0],
+                per_cpu_s=last[2] / max(last[1], 1e-9))
+
+
 def real_pipeline():
     say("== 3. real pipeline (sqlite broker, ClickHouse)")
     tag = f"r{int(time.time())}"
@@ -536,29 +587,8 @@ def real_pipeline():
     c_broker = (cpu(bpid) - c_broker) if bpid else float("nan")
     stop(sink)
 
-    say(f"   {SINK_EVENTS} statuses produced, then drained by a fresh sink")
-    run(url, "batch1000", 20, max(1, SINK_EVENTS // 20000), ["--max-requests", str(SINK_EVENTS // 1000),
-                                                               "--duplicates", "0"])
-    sink2 = start("sink-drain", [BLUETICK, "sink"], dict(env, BLUETICK_SINK_GROUP_ID=f"{tag}-drain"),
-                  health="http://127.0.0.1:19091/healthz")
-    metrics = "http://127.0.0.1:19091/metrics"
-    acked = metric("http://127.0.0.1:18080/metrics", "bluetick_ingest_events_total")
-    deadline = time.time() + 300
-    first = None
-    while time.time() < deadline:
-        rows = metric(metrics, "bluetick_sink_rows_total")
-        if first is None and rows > 0:
-            first = (time.time(), cpu(sink2.pid), rows)
-        done = rows + metric(metrics, "bluetick_sink_expired_rows_total") + \
-            metric(metrics, "bluetick_sink_dead_letters_total")
-        if done >= acked:
-            break
-        time.sleep(0.05)
-    last = (time.time(), cpu(sink2.pid), metric(metrics, "bluetick_sink_rows_total"))
-    stop(sink2)
     stop(ingest)
-    rows = last[2] - first[2]
-    total_rows, total_cpu = last[2], last[1]
+    drains = [(label, backlog_drain(overrides)) for label, overrides in DRAIN_VARIANTS]
     lines.append("### Whole pipeline on the real broker (tansu, sqlite) and ClickHouse 18.16\n")
     lines.append(f"- max sustainable mixed traffic (p99 <= {P99_MS:.0f} ms): {best['rate']:.0f} req/s, "
                  f"{best['events_rate']:.0f} events/s (bounded by the broker: see its CPU below)")
@@ -577,20 +607,19 @@ def real_pipeline():
     if e.get("end_to_end"):
         p99 = e["end_to_end"]["p99_ms"]
         verdicts.append(("webhook -> queryable p99 at half max", f"{p99} ms", "< 2000 ms", p99 < 2000))
-    lines.append(f"- (d) sink drain of a {total_rows:.0f}-row backlog: sink CPU {total_cpu:.2f} s from its start "
-                 f"= **{total_rows / max(total_cpu, 1e-9):.0f} rows per sink CPU-second**; after its first batch, "
-                 f"{rows:.0f} rows in {last[0] - first[0]:.2f} s = {rows / max(last[0] - first[0], 1e-9):.0f} rows/s "
-                 "wall (the broker serving the fetches shares the 2 cores)")
+    for label, d in drains:
+        lines.append(f"- (d) sink drain of a {d['total_rows']:.0f}-row backlog, {label}: sink CPU "
+                     f"{d['total_cpu']:.2f} s from its start = **{d['per_cpu_s']:.0f} rows per sink CPU-second**; "
+                     f"after its first batch, {d['rows']:.0f} rows in {d['wall']:.2f} s = "
+                     f"{d['rows'] / max(d['wall'], 1e-9):.0f} rows/s wall (the broker serving the fetches shares "
+                     "the 2 cores)")
+    drain = drains[0][1]["per_cpu_s"]
+    for fmt, steps in sink_row_ns.items():
+        lines.append(f"- the sink's own steps per row, {fmt} records (criterion, `cargo bench --bench sink_path`): "
+                     f"copying the record into the batch {steps['copy']:.0f} ns, decoding {steps['decode']:.0f} ns, "
+                     f"routing into rows {steps['route']:.0f} ns; the rest of the drain's "
+                     f"{1e9 / max(drain, 1e-9):.0f} ns per row (default format) is Kafka's fetch and the INSERT")
     lines.append("")
-    drain = total_rows / max(total_cpu, 1e-9)
-    if sink_row_ns:
-        per_row = 1e9 / max(drain, 1e-9)
-        lines.append(f"- the record format, priced: of the drain's {per_row:.0f} ns of sink CPU per row, decoding "
-                     f"the JSON line takes {sink_row_ns['decode']:.0f} ns ({sink_row_ns['decode'] / per_row:.0%}; "
-                     f"copying the record into the batch {sink_row_ns['copy']:.0f} ns, routing into rows "
-                     f"{sink_row_ns['route']:.0f} ns; criterion, `cargo bench --bench sink_path`): the most a "
-                     f"binary format read without a parser could save, {per_row / max(per_row - sink_row_ns['decode'], 1):.2f}x "
-                     "at best; the rest is Kafka's fetch and the INSERT")
     verdicts.append(("sink rows per sink CPU-second, backlog drain", f"{drain:.0f}", ">= 1,000,000",
                      drain >= 1e6))
     kafka_engine_peer(f"{tag}.events", db)

@@ -71,6 +71,10 @@ install() {
     python3 -m venv "$CHDB_VENV"
     "$CHDB_VENV/bin/pip" install --quiet --disable-pip-version-check chdb-core
   fi
+  if ! "$CHDB_VENV/bin/python" -c 'import grpc_tools, google.protobuf' 2>/dev/null; then
+    log "installing protoc and Google's protobuf runtime (grpcio-tools) into $CHDB_VENV"
+    "$CHDB_VENV/bin/pip" install --quiet --disable-pip-version-check grpcio-tools protobuf
+  fi
 }
 
 start_tansu() {

@@ -265,6 +265,10 @@ pub struct KafkaConfig {
     pub dead_letter_retention_ms: u64,
     /// Create missing topics at start (production clusters often forbid auto-creation).
     pub create_topics: bool,
+    /// How ingest writes events to the events topic: `protobuf` (`schemas/event.v2.proto`)
+    /// or `json` (JSON Lines, `schemas/event.v2.schema.json`). The sink reads both, so the
+    /// setting can change with records of the other format still in the topic.
+    pub record_format: RecordFormat,
     /// `zstd`, `lz4`, `snappy`, `gzip` or `none`.
     pub compression: String,
     /// Codec level (librdkafka compression.level); -1 = the codec's default. zstd at 1
@@ -352,6 +356,7 @@ impl Default for KafkaConfig {
             retention_ms: 3 * 24 * 3_600_000,
             dead_letter_retention_ms: 3 * 24 * 3_600_000,
             create_topics: true,
+            record_format: RecordFormat::Protobuf,
             compression: "zstd".into(),
             compression_level: 1,
             linger_ms: 5,
@@ -401,6 +406,15 @@ impl ClickHouseConfig {
     pub fn password(&self) -> Result<Secret, ConfigError> {
         read_optional(&self.password, &self.password_file, "clickhouse.password")
     }
+}
+
+/// The encoding of events in Kafka records (see `model::record`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordFormat {
+    #[default]
+    Protobuf,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

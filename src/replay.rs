@@ -20,7 +20,7 @@ use crate::kafka::read::{self, Scan};
 use crate::kafka::{ProduceError, Producer, SetupError};
 use crate::model::skeleton::{HEADER_ERROR, HEADER_KIND, HEADER_SOURCE};
 use crate::model::tables::Table;
-use crate::model::EventKind;
+use crate::model::{proto, record, EventKind};
 use rdkafka::consumer::Consumer as _;
 use rdkafka::message::Message as _;
 use rdkafka::{Offset, TopicPartitionList};
@@ -231,9 +231,13 @@ fn table_of(line: &[u8], security: bool) -> String {
     struct Kind {
         kind: EventKind,
     }
-    serde_json::from_slice::<Kind>(line)
-        .map(|k| k.kind.table().name().to_string())
-        .unwrap_or_else(|_| "unknown".to_string())
+    let kind = match record::format_of(line) {
+        record::Format::Json => serde_json::from_slice::<Kind>(line).ok().map(|k| k.kind),
+        record::Format::Protobuf => record::lines(line)
+            .next()
+            .and_then(|r| proto::kind_of(&line[r])),
+    };
+    kind.map_or_else(|| "unknown".to_string(), |k| k.table().name().to_string())
 }
 
 /// Produces every candidate back to its topic, in chunks the producer's queue holds; returns

@@ -4,15 +4,18 @@
 //!
 //! For every input: no panic; if it parses, no content marker (`SECRET`) and no customer
 //! number of the seed survives into an encoded event, a masked number keeps at most six
-//! digits, and every encoded event decodes in the sink to the same event.
+//! digits, and every encoded event decodes in the sink to the same event, in both record
+//! formats; Google's protobuf library reads the protobuf records with the schema file alone.
 //!
 //! CI runs a short pass (`PROPTEST_CASES`, default 256 per property); `scripts/fuzz.sh` runs a
 //! long one. Failures proptest finds are kept in `tests/fuzz_parse.proptest-regressions` and
 //! replayed first; add a minimized input to `tests/corpus/` to keep it as a seed.
 
+mod common;
+
 use bluetick::ingest::parse::{self, SplitContext};
-use bluetick::model::record::RecordWriter;
-use bluetick::model::skeleton;
+use bluetick::model::record::{Format, RecordWriter};
+use bluetick::model::{skeleton, Event};
 use bluetick::privacy::Pepper;
 use bluetick::sink::batch::{Batch, Source};
 use proptest::prelude::*;
@@ -239,17 +242,34 @@ fn check(seed: &Seed, mut body: Vec<u8>) -> Result<usize, String> {
         encoded.push((out, event.clone()));
         Ok::<_, String>(())
     })?;
-    // Framed as ingest frames them: several events per record, split again by the sink.
+    for (json, event) in &encoded {
+        let mut binary = Vec::new();
+        bluetick::model::proto::encode(event, &mut binary);
+        for text in [json, &binary].map(|b| String::from_utf8_lossy(b)) {
+            if text.contains("SECRET") {
+                return Err(format!("content reached an event: {text}"));
+            }
+            if let Some(n) = seed.numbers.iter().find(|n| text.contains(n.as_str())) {
+                return Err(format!("customer number {n} reached an event: {text}"));
+            }
+        }
+    }
+    for format in [Format::Json, Format::Protobuf] {
+        sink_reads_back(format, &encoded, &id_key).map_err(|e| format!("{format:?}: {e}"))?;
+    }
+    Ok(encoded.len())
+}
+
+/// Framed as ingest frames them, several events per record, then split and decoded again by
+/// the sink: every event comes back as it was, masked numbers still masked.
+fn sink_reads_back(
+    format: Format,
+    encoded: &[(Vec<u8>, Event<'_>)],
+    id_key: &bluetick::privacy::IdKey,
+) -> Result<(), String> {
     let mut batch = Batch::new();
-    let mut writer = RecordWriter::default();
-    for (i, (one, event)) in encoded.iter().enumerate() {
-        let text = String::from_utf8_lossy(one);
-        if text.contains("SECRET") {
-            return Err(format!("content reached an event: {text}"));
-        }
-        if let Some(n) = seed.numbers.iter().find(|n| text.contains(n.as_str())) {
-            return Err(format!("customer number {n} reached an event: {text}"));
-        }
+    let mut writer = RecordWriter::with_capacity(format, 0);
+    for (i, (_, event)) in encoded.iter().enumerate() {
         if writer.push(event) {
             batch.push(Source::Events, 0, i as i64, writer.bytes());
             writer.clear();
@@ -258,7 +278,7 @@ fn check(seed: &Seed, mut body: Vec<u8>) -> Result<usize, String> {
     if !writer.is_empty() {
         batch.push(Source::Events, 0, encoded.len() as i64, writer.bytes());
     }
-    let decoded = batch.decode(&id_key);
+    let decoded = batch.decode(id_key);
     if decoded.events.len() != encoded.len() {
         return Err(format!(
             "{} events written, {} read back",
@@ -272,7 +292,7 @@ fn check(seed: &Seed, mut body: Vec<u8>) -> Result<usize, String> {
             r.reason
         ));
     }
-    for ((_, back), (_, original)) in decoded.events.iter().zip(&encoded) {
+    for ((_, back), (_, original)) in decoded.events.iter().zip(encoded) {
         if back != original {
             return Err(format!(
                 "event changed on its way to the sink: {original:?} → {back:?}"
@@ -285,7 +305,7 @@ fn check(seed: &Seed, mut body: Vec<u8>) -> Result<usize, String> {
             }
         }
     }
-    Ok(encoded.len())
+    Ok(())
 }
 
 #[test]
@@ -371,4 +391,86 @@ fn most_structural_mutations_still_reach_the_encoder() {
         with_events * 3 >= total,
         "only {with_events}/{total} mutated webhooks parsed"
     );
+}
+
+/// A consumer outside bluetick reads the protobuf records with Google's protobuf library and
+/// `schemas/event.v2.proto` alone (compiled by protoc), and finds what the JSON form says:
+/// every seed's events, framed as ingest frames them.
+#[test]
+fn protobuf_records_read_with_the_schema_alone_say_what_the_json_says() {
+    let pepper = Pepper::new(b"fuzz-pepper-0123456789");
+    let id_key = bluetick::privacy::IdKey::new(b"bench-id-key-0123456789");
+    let (mut records, mut expected) = (String::new(), Vec::new());
+    for seed in seeds() {
+        let mut body = serde_json::to_vec(&seed.json).expect("json");
+        let Ok(hook) = parse::parse(&mut body) else {
+            continue;
+        };
+        let ctx = SplitContext {
+            pepper: &pepper,
+            id_key: &id_key,
+            received_ms: 1_750_000_000_000,
+            tenants: None,
+        };
+        let mut writer = RecordWriter::with_capacity(Format::Protobuf, 0);
+        let mut events = Vec::new();
+        parse::split(&hook, &ctx, |event| {
+            writer.push(event);
+            events.push(as_protobuf_sees_it(event));
+            Ok::<_, String>(())
+        })
+        .expect("seed splits");
+        if !writer.is_empty() {
+            records.push_str(&hex(writer.bytes()));
+            records.push('\n');
+            expected.push(Value::Array(events));
+        }
+    }
+    assert!(expected.len() > 10, "the seeds give records to read");
+    let out = std::process::Command::new(common::chdb::python())
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/support/protobuf_read.py"
+        ))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(records.as_bytes())?;
+            child.wait_with_output()
+        })
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let read: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON from the reader"))
+        .collect();
+    assert_eq!(read, expected);
+}
+
+/// An event's JSON less what proto3 leaves out of a message: fields without `optional` that
+/// hold their type's default (0, "").
+fn as_protobuf_sees_it(event: &Event<'_>) -> Value {
+    let mut json = serde_json::to_value(event).expect("event as JSON");
+    if let Value::Object(fields) = &mut json {
+        fields.retain(|key, value| {
+            let implicit = ["v", "received_ms", "ts", "waba_id", "field"].contains(&key.as_str());
+            !(implicit && (value == &Value::from(0) || value == &Value::from("")))
+        });
+    }
+    json
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -6,6 +6,7 @@
 //! written into one of those, or content short enough to pass for a code.
 
 use super::Finding;
+use crate::model::record;
 use crate::model::skeleton::STRUCTURAL_HEADERS;
 use crate::model::tables::{max_len, BUSINESS_ID_COLUMNS};
 use crate::privacy::detect;
@@ -94,7 +95,8 @@ impl Findings {
     }
 
     /// Checks one Kafka record: its headers (bar bluetick's structural ones) and its payload,
-    /// JSON line by line, or as text if it is not JSON.
+    /// event by event (a protobuf event read as its JSON would be), JSON line by line, or as
+    /// text where it does not decode.
     pub fn record<'h>(
         &mut self,
         place: &str,
@@ -104,10 +106,17 @@ impl Findings {
         for (key, value) in headers.filter(|(k, _)| !STRUCTURAL_HEADERS.contains(k)) {
             self.value(place, key, &String::from_utf8_lossy(value));
         }
-        for line in payload.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
-            match serde_json::from_slice::<serde_json::Value>(line) {
-                Ok(v) => self.json(place, "", &v),
-                Err(_) => self.value(place, "", &String::from_utf8_lossy(line)),
+        let format = record::format_of(payload);
+        for line in record::lines(payload).map(|r| &payload[r]) {
+            let decoded = match format {
+                record::Format::Json => serde_json::from_slice::<serde_json::Value>(line).ok(),
+                record::Format::Protobuf => record::decode(format, line)
+                    .ok()
+                    .and_then(|e| serde_json::to_value(e).ok()),
+            };
+            match decoded {
+                Some(v) => self.json(place, "", &v),
+                None => self.value(place, "", &String::from_utf8_lossy(line)),
             }
         }
     }

@@ -15,7 +15,7 @@ use crate::clock::now_ms;
 use crate::health::Health;
 use crate::kafka::{Pending, Producer, Reach};
 use crate::metrics as m;
-use crate::model::record::RecordWriter;
+use crate::model::record::{Format as RecordFormat, RecordWriter};
 use crate::model::skeleton;
 use crate::model::EventKind;
 use crate::ops::{self, text};
@@ -47,6 +47,8 @@ pub struct Settings {
     pub metrics_elsewhere: bool,
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub events_topic: String,
+    /// How events are encoded in the events topic's records.
+    pub record_format: RecordFormat,
     pub security_topic: String,
     pub dead_letter_topic: String,
 }
@@ -351,7 +353,7 @@ impl Handler {
             received_ms,
             tenants: Some(&tenants),
         };
-        let mut record = RecordWriter::for_body(body_len);
+        let mut record = RecordWriter::for_body(st.settings.record_format, body_len);
         let mut kinds = KindCounts::default();
         let topic = &st.settings.events_topic;
         parse::split(&hook, &ctx, |event| {

@@ -54,6 +54,7 @@ pub fn state(cfg: &Config) -> Result<http::State, IngestError> {
         metrics_elsewhere: !i.metrics_listen.is_empty(),
         trusted_proxies: cfg.trusted_proxies()?,
         events_topic: cfg.kafka.events_topic.clone(),
+        record_format: cfg.kafka.record_format,
         security_topic: cfg.kafka.security_topic.clone(),
         dead_letter_topic: cfg.kafka.dead_letter_topic.clone(),
     };

@@ -240,12 +240,12 @@ fn needs_escape(b: u8) -> bool {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::model::{EventId, EventKind};
     use crate::privacy::{Pepper, Person};
 
-    fn full_event<'a>(text: &'a str) -> Event<'a> {
+    pub(crate) fn full_event<'a>(text: &'a str) -> Event<'a> {
         let person = Person::protect(&Pepper::new(b"pepper-0123456789"), "+91 98765 43210");
         Event {
             v: 1,

@@ -70,6 +70,23 @@ impl MaskedPhone {
         std::str::from_utf8(self.as_bytes()).unwrap_or_default()
     }
 
+    /// Reads a value written by [`as_str`](Self::as_str); anything that is not digits or `X`,
+    /// or shows more digits than masking keeps, is refused, so a raw number can never pass
+    /// for a masked one downstream.
+    pub fn parse(s: &str) -> Option<Self> {
+        let ok = s.len() <= MAX_DIGITS && s.bytes().all(|b| b.is_ascii_digit() || b == b'X');
+        let digits = s.bytes().filter(u8::is_ascii_digit).count();
+        if !ok || digits > 6 {
+            return None;
+        }
+        let mut m = MaskedPhone {
+            buf: [b'X'; MAX_DIGITS],
+            len: s.len() as u8,
+        };
+        m.buf[..s.len()].copy_from_slice(s.as_bytes());
+        Some(m)
+    }
+
     /// The same text without the UTF-8 check (only ASCII digits and `X` are ever written), for
     /// the event encoder.
     pub fn as_bytes(&self) -> &[u8] {
@@ -96,21 +113,10 @@ impl Serialize for MaskedPhone {
 }
 
 impl<'de> Deserialize<'de> for MaskedPhone {
-    /// Reads a value written by `Serialize`; anything that is not digits or `X` is refused, so
-    /// a raw number can never pass for a masked one downstream.
+    /// See [`MaskedPhone::parse`].
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = <&str>::deserialize(d)?;
-        let ok = s.len() <= MAX_DIGITS && s.bytes().all(|b| b.is_ascii_digit() || b == b'X');
-        let digits = s.bytes().filter(u8::is_ascii_digit).count();
-        if !ok || digits > 6 {
-            return Err(serde::de::Error::custom("not a masked phone number"));
-        }
-        let mut m = MaskedPhone {
-            buf: [b'X'; MAX_DIGITS],
-            len: s.len() as u8,
-        };
-        m.buf[..s.len()].copy_from_slice(s.as_bytes());
-        Ok(m)
+        MaskedPhone::parse(s).ok_or_else(|| serde::de::Error::custom("not a masked phone number"))
     }
 }
 

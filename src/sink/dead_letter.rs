@@ -6,6 +6,7 @@
 use super::batch::{Batch, Reject, Source};
 use crate::config::KafkaConfig;
 use crate::kafka::{ProduceError, Producer};
+use crate::model::record;
 use crate::model::skeleton::{HEADER_ERROR, HEADER_KIND, HEADER_SOURCE};
 use rdkafka::error::KafkaError;
 use std::time::Duration;
@@ -57,13 +58,18 @@ impl DeadLetters {
                 record.partition,
                 record.offset
             );
+            // An event alone, as a record of its own: `bluetick replay` sends it back as is.
+            let payload = match record.source {
+                Source::Events => record::alone(record.format, payload),
+                Source::Security => payload.to_vec(),
+            };
             let headers: [(&str, &[u8]); 3] = [
                 (HEADER_KIND, b"event"),
                 (HEADER_ERROR, reject.reason.as_bytes()),
                 (HEADER_SOURCE, source.as_bytes()),
             ];
             self.producer
-                .enqueue_with_headers(&self.topic, payload, &headers, &mut pending)
+                .enqueue_with_headers(&self.topic, &payload, &headers, &mut pending)
                 .map_err(error)?;
         }
         Producer::settle(pending, Instant::now() + ACK_TIMEOUT)

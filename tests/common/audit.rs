@@ -61,8 +61,9 @@ pub async fn scan_tables(cfg: &Config, markers: &[&str]) -> (Vec<String>, u64) {
     (marked, cells)
 }
 
-/// Every record of `topic` from the start: payload values (JSON strings, each line of JSON
-/// Lines; raw text otherwise) and header values. Returns the findings and the records read.
+/// Every record of `topic` from the start: payload values (every string of every event,
+/// protobuf events decoded with the schema, JSON Lines line by line; raw text otherwise) and
+/// header values, and the raw bytes for the markers. Returns the findings and the records read.
 pub fn scan_topic(brokers: &str, topic: &str, markers: &[&str]) -> (Vec<String>, u64) {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)

@@ -376,7 +376,7 @@ fn opt_out(rng: &mut fastrand::Rng, m: &Message, day: u64, out: &mut Vec<Event<'
 /// The sink's path: records as ingest frames them, decoded, routed, inserted.
 async fn store(cfg: &Config, writer: &Writer, events: &[Event<'static>]) -> anyhow::Result<u64> {
     let mut batch = Batch::new();
-    let mut record = RecordWriter::with_capacity(80 * 1024);
+    let mut record = RecordWriter::with_capacity(Default::default(), 80 * 1024);
     let mut offset = 0i64;
     for e in events {
         if record.push(e) {
