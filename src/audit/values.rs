@@ -108,13 +108,7 @@ impl Findings {
         }
         let format = record::format_of(payload);
         for line in record::lines(payload).map(|r| &payload[r]) {
-            let decoded = match format {
-                record::Format::Json => serde_json::from_slice::<serde_json::Value>(line).ok(),
-                record::Format::Protobuf => record::decode(format, line)
-                    .ok()
-                    .and_then(|e| serde_json::to_value(e).ok()),
-            };
-            match decoded {
+            match record::to_json(format, line) {
                 Some(v) => self.json(place, "", &v),
                 None => self.value(place, "", &String::from_utf8_lossy(line)),
             }

@@ -162,13 +162,12 @@ impl Lines<'_> {
 
     fn next_message(&mut self) -> Range<usize> {
         let mut r = proto::Reader(&self.record[self.at..]);
-        let start = self.record.len() - r.0.len();
         let line = match r.varint().map(usize::try_from) {
             Ok(Ok(len)) if len <= r.0.len() => {
                 let from = self.record.len() - r.0.len();
                 from..from + len
             }
-            _ => start..self.record.len(),
+            _ => self.at..self.record.len(),
         };
         self.at = line.end;
         line
@@ -190,6 +189,15 @@ pub fn decode(format: Format, line: &[u8]) -> Result<Event<'_>, String> {
             .map_err(|e| e.to_string())
             .and_then(|text| serde_json::from_str(text).map_err(|e| e.to_string())),
         Format::Protobuf => proto::decode(line).map_err(|e| e.to_string()),
+    }
+}
+
+/// One event as JSON, whatever its format: a protobuf event as its JSON form would be, a JSON
+/// line as whatever JSON it holds (for readers that check values, not types: the audit).
+pub fn to_json(format: Format, line: &[u8]) -> Option<serde_json::Value> {
+    match format {
+        Format::Json => serde_json::from_slice(line).ok(),
+        Format::Protobuf => serde_json::to_value(proto::decode(line).ok()?).ok(),
     }
 }
 
@@ -249,6 +257,14 @@ mod tests {
             assert_eq!(w.events(), 3);
             assert_eq!(count(w.bytes()), 3);
             assert_eq!(decode_all(w.bytes()), events);
+            let json: Vec<_> = lines(w.bytes())
+                .map(|r| to_json(format, &w.bytes()[r]).expect("JSON"))
+                .collect();
+            let want: Vec<_> = events
+                .iter()
+                .map(|e| serde_json::to_value(e).expect("e"))
+                .collect();
+            assert_eq!(json, want, "{format:?}");
         }
     }
 

@@ -25,19 +25,10 @@ impl Record {
     /// The events of an events-topic record, whatever its format, as their JSON (protobuf
     /// events decoded with the schema first, as any consumer of the topic would).
     pub fn events(&self) -> Vec<serde_json::Value> {
-        use bluetick::model::record::{self, Format};
+        use bluetick::model::record;
         let format = record::format_of(&self.payload);
         record::lines(&self.payload)
-            .map(|r| match format {
-                Format::Json => {
-                    serde_json::from_slice(&self.payload[r]).expect("each line is JSON")
-                }
-                Format::Protobuf => {
-                    let event =
-                        record::decode(format, &self.payload[r]).expect("each event decodes");
-                    serde_json::to_value(event).expect("event as JSON")
-                }
-            })
+            .map(|r| record::to_json(format, &self.payload[r]).expect("each event decodes"))
             .collect()
     }
 }
