@@ -1,5 +1,6 @@
 //! The sink's own work per batch, apart from the INSERT (RowBinary, lz4, HTTP) and Kafka:
-//! copying records into the batch, decoding their events and routing them into rows, for
+//! copying records into the batch, decoding their events and routing them into their tables'
+//! RowBinary rows (the bytes the INSERT sends), for
 //! records framed as ingest frames them, in each record format. Reported as rows per second of
 //! one core; the whole sink, insert included, is measured by `scripts/bench.sh`.
 //! `cargo bench --bench sink_path`.
@@ -8,8 +9,9 @@ use bluetick::config::RetentionConfig;
 use bluetick::ingest::parse::{self, SplitContext};
 use bluetick::model::record::{Format, RecordWriter};
 use bluetick::model::Event;
+use bluetick::model::Table;
 use bluetick::privacy::Pepper;
-use bluetick::sink::batch::{Batch, Source};
+use bluetick::sink::batch::{Batch, Line, Source};
 use bluetick::sink::route::{Rows, Window};
 use common::statuses;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -62,12 +64,11 @@ fn sink_path(c: &mut Criterion) {
     g.throughput(Throughput::Elements(rows as u64));
     g.sample_size(20);
     let mut batch = Batch::new();
-    let mut spare_events = Vec::new();
-    let mut spare_rows = Rows::default();
+    let mut routed = Rows::default();
     let id_key = bluetick::privacy::IdKey::new(b"bench-id-key-0123456789");
     let erased = bluetick::sink::erased::Erased::default();
     // The three steps cumulatively, per format: their differences price copying, decoding
-    // and routing apart (bench.sh reads them to compare the record formats).
+    // and routing (encoding rows included) apart (bench.sh reads them to compare the record formats).
     for (name, format) in [("json", Format::Json), ("protobuf", Format::Protobuf)] {
         let records = records(format, rows);
         g.bench_function(format!("{name}_push"), |b| {
@@ -79,20 +80,18 @@ fn sink_path(c: &mut Criterion) {
         g.bench_function(format!("{name}_push_decode"), |b| {
             b.iter(|| {
                 fill(&mut batch, &records);
-                let decoded = batch.decode_into(std::mem::take(&mut spare_events), &id_key);
-                assert_eq!(decoded.events.len(), rows);
-                spare_events = bluetick::sink::batch::recycle(decoded.events);
+                let mut events = 0;
+                batch.decode_each(&id_key, |_, line| {
+                    events += usize::from(matches!(line, Ok(Line::Event(_))));
+                });
+                assert_eq!(events, rows);
             })
         });
         g.bench_function(format!("{name}_push_decode_route"), |b| {
             b.iter(|| {
                 fill(&mut batch, &records);
-                let decoded = batch.decode_into(std::mem::take(&mut spare_events), &id_key);
-                let routed =
-                    Rows::route_into(&decoded, &window, &erased, std::mem::take(&mut spare_rows));
-                assert_eq!(routed.status.len(), rows);
-                spare_rows = routed.recycled();
-                spare_events = bluetick::sink::batch::recycle(decoded.events);
+                routed.route_into(&batch, &id_key, &window, &erased);
+                assert_eq!(routed.table(Table::MessageStatus).len(), rows);
             })
         });
     }

@@ -183,10 +183,14 @@ pub fn client(cfg: &ClickHouseConfig) -> Result<::clickhouse::Client, ConfigErro
         .with_user(&cfg.user)
         .with_password(cfg.password()?.expose())
         .with_validation(false)
-        .with_compression(match cfg.compression {
-            WireCompression::Lz4 => ::clickhouse::Compression::Lz4,
-            WireCompression::None => ::clickhouse::Compression::None,
-        }))
+        .with_compression(wire_compression(cfg.compression)))
+}
+
+fn wire_compression(c: WireCompression) -> ::clickhouse::Compression {
+    match c {
+        WireCompression::Lz4 => ::clickhouse::Compression::Lz4,
+        WireCompression::None => ::clickhouse::Compression::None,
+    }
 }
 
 /// A client whose HTTPS trusts exactly the CA certificates (PEM) in `ca_file`.
@@ -273,6 +277,9 @@ pub struct ClickHouse {
     database: String,
     /// `clickhouse.cluster`; empty = one server.
     cluster: String,
+    /// What the clients compress inserts with (callers that compress a chunk themselves
+    /// must use the same).
+    compression: ::clickhouse::Compression,
 }
 
 /// One day partition of one table, as `system.parts` lists it.
@@ -342,6 +349,7 @@ impl ClickHouse {
             url: cfg.url.clone(),
             database: cfg.database.clone(),
             cluster: cfg.cluster.clone(),
+            compression: wire_compression(cfg.compression),
         })
     }
 
@@ -353,6 +361,11 @@ impl ClickHouse {
             .await
             .map(|_| ())
             .map_err(|e| self.error(e))
+    }
+
+    /// How inserts are compressed on the wire.
+    pub fn compression(&self) -> ::clickhouse::Compression {
+        self.compression
     }
 
     /// The client, in this database.

@@ -41,12 +41,21 @@ pub fn encode(e: &Event<'_>, out: &mut Vec<u8>) {
 /// Reads one message, borrowing its strings.
 pub fn decode(msg: &[u8]) -> Result<Event<'_>, ProtoError> {
     let mut e = Event::default();
+    decode_into(msg, &mut e)?;
+    Ok(e)
+}
+
+/// Reads one message into `e`, whatever it held before: the sink decodes every line into one
+/// slot, since an [`Event`] is over a kilobyte and moving it through `Result`s cost ~10 % of
+/// the sink's CPU in a profile. On an error `e` holds part of the message.
+pub fn decode_into<'a>(msg: &'a [u8], e: &mut Event<'a>) -> Result<(), ProtoError> {
+    *e = Event::default();
     let mut r = Reader(msg);
     while !r.0.is_empty() {
         let (tag, wire) = r.key()?;
-        get_field(&mut e, tag, wire, &mut r)?;
+        get_field(e, tag, wire, &mut r)?;
     }
-    Ok(e)
+    Ok(())
 }
 
 /// The kind of a message, read without decoding the rest: a message that failed to decode

@@ -5,6 +5,7 @@
 //! order (RowBinary is positional); a row holds nothing its event did not, so the privacy
 //! promises of [`Event`] carry over to the tables unchanged.
 
+use super::rowbinary::{self, RowBinaryError};
 use super::tables::Table;
 use super::{Event, EventId, EventKind, SecurityEvent};
 use crate::privacy::{PersonHash, Pseudonym};
@@ -380,41 +381,35 @@ impl<'a> From<&'a SecurityEvent<'_>> for SecurityRow<'a> {
     }
 }
 
-/// A row type of one table. `Owned` names the same struct for the `clickhouse` crate's
-/// `insert::<T>()`; `as_value` hands it the borrowed row as is.
-pub trait TableRow<'a>: Serialize + Send + Sync {
-    type Owned: clickhouse::RowWrite;
-    const TABLE: Table;
-    fn as_value(&self) -> &<Self::Owned as clickhouse::Row>::Value<'a>;
-    fn ts(&self) -> u32;
-    fn received_ms(&self) -> u64;
+/// The columns of `table`, in its row type's field order: what an INSERT of RowBinary rows
+/// names, since RowBinary is positional.
+pub fn columns(table: Table) -> &'static [&'static str] {
+    use clickhouse::Row;
+    match table {
+        Table::MessageStatus => StatusRow::COLUMN_NAMES,
+        Table::InboundMessage => InboundRow::COLUMN_NAMES,
+        Table::AccountEvent => AccountRow::COLUMN_NAMES,
+        Table::SecurityEvent => SecurityRow::COLUMN_NAMES,
+        Table::CallEvent => CallRow::COLUMN_NAMES,
+        Table::OptOut => OptOutRow::COLUMN_NAMES,
+    }
 }
 
-macro_rules! table_row {
-    ($($row:ident => $table:expr),*) => {$(
-        impl<'a> TableRow<'a> for $row<'a> {
-            type Owned = $row<'static>;
-            const TABLE: Table = $table;
-            fn as_value(&self) -> &$row<'a> {
-                self
-            }
-            fn ts(&self) -> u32 {
-                self.ts
-            }
-            fn received_ms(&self) -> u64 {
-                self.received_ms
-            }
-        }
-    )*};
+/// Appends the row of `e` (in its table, `e.kind.table()`) to `out` as RowBinary.
+pub fn encode(e: &Event<'_>, out: &mut Vec<u8>) -> Result<(), RowBinaryError> {
+    match e.kind.table() {
+        Table::MessageStatus => rowbinary::write(&StatusRow::from(e), out),
+        Table::InboundMessage => rowbinary::write(&InboundRow::from(e), out),
+        Table::CallEvent => rowbinary::write(&CallRow::from(e), out),
+        Table::OptOut => rowbinary::write(&OptOutRow::from(e), out),
+        Table::AccountEvent | Table::SecurityEvent => rowbinary::write(&AccountRow::from(e), out),
+    }
 }
-table_row!(
-    StatusRow => Table::MessageStatus,
-    InboundRow => Table::InboundMessage,
-    AccountRow => Table::AccountEvent,
-    SecurityRow => Table::SecurityEvent,
-    CallRow => Table::CallEvent,
-    OptOutRow => Table::OptOut
-);
+
+/// Appends the row of a security event to `out` as RowBinary.
+pub fn encode_security(e: &SecurityEvent<'_>, out: &mut Vec<u8>) -> Result<(), RowBinaryError> {
+    rowbinary::write(&SecurityRow::from(e), out)
+}
 
 #[cfg(test)]
 mod tests {

@@ -36,9 +36,10 @@ pub struct Record {
     pub offset: i64,
 }
 
-/// One row-to-be: an event (a line of an events record) or a security event (a whole record).
+/// Where one row-to-be lies: an event (a line of an events record) or a security event (a
+/// whole record).
 #[derive(Debug, Clone)]
-struct Line {
+struct Span {
     record: usize,
     bytes: Range<usize>,
 }
@@ -47,7 +48,7 @@ struct Line {
 pub struct Batch {
     arena: Vec<u8>,
     records: Vec<Record>,
-    lines: Vec<Line>,
+    spans: Vec<Span>,
     /// Next offset to consume per (source, partition): the last offset seen + 1.
     next_offsets: Vec<(Source, i32, i64)>,
     started: Option<Instant>,
@@ -61,7 +62,15 @@ pub struct Reject {
     pub reason: String,
 }
 
-/// A batch's lines decoded in place (borrowing the arena), each tagged with its line index.
+/// One line of a batch, decoded (borrowing the arena); an event is lent from the slot
+/// [`Batch::decode_each`] reuses for every line.
+#[derive(Debug)]
+pub enum Line<'e, 'a> {
+    Event(&'e Event<'a>),
+    Security(SecurityEvent<'a>),
+}
+
+/// A batch's lines decoded at once, each tagged with its line index.
 #[derive(Debug, Default)]
 pub struct Decoded<'a> {
     pub events: Vec<(usize, Event<'a>)>,
@@ -74,7 +83,7 @@ impl Batch {
         Batch {
             arena: Vec::with_capacity(1 << 20),
             records: Vec::with_capacity(4096),
-            lines: Vec::with_capacity(4096),
+            spans: Vec::with_capacity(4096),
             next_offsets: Vec::new(),
             started: None,
         }
@@ -86,11 +95,11 @@ impl Batch {
         let index = self.records.len();
         let format = record::format_of(payload);
         match source {
-            Source::Events => self.lines.extend(record::lines(payload).map(|r| Line {
+            Source::Events => self.spans.extend(record::lines(payload).map(|r| Span {
                 record: index,
                 bytes: start + r.start..start + r.end,
             })),
-            Source::Security => self.lines.push(Line {
+            Source::Security => self.spans.push(Span {
                 record: index,
                 bytes: start..self.arena.len(),
             }),
@@ -119,7 +128,7 @@ impl Batch {
 
     /// Rows-to-be: events and security events.
     pub fn rows(&self) -> usize {
-        self.lines.len()
+        self.spans.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -132,7 +141,7 @@ impl Batch {
 
     /// Full by rows or bytes: write it now.
     pub fn is_full(&self, limits: &Limits) -> bool {
-        self.lines.len() >= limits.max_rows || self.arena.len() >= limits.max_bytes
+        self.spans.len() >= limits.max_rows || self.arena.len() >= limits.max_bytes
     }
 
     /// When the batch is due by age; `None` while empty.
@@ -142,8 +151,8 @@ impl Batch {
 
     /// Line `index`: the record it came from, and its bytes.
     pub fn line(&self, index: usize) -> Option<(&Record, &[u8])> {
-        let line = self.lines.get(index)?;
-        Some((&self.records[line.record], &self.arena[line.bytes.clone()]))
+        let span = self.spans.get(index)?;
+        Some((&self.records[span.record], &self.arena[span.bytes.clone()]))
     }
 
     /// The offsets that, committed, mark every record of this batch as done.
@@ -154,47 +163,46 @@ impl Batch {
     pub fn clear(&mut self) {
         self.arena.clear();
         self.records.clear();
-        self.lines.clear();
+        self.spans.clear();
         self.next_offsets.clear();
         self.started = None;
     }
 
-    /// Decodes every line in its record's format, borrowing strings from the arena. A line that
-    /// does not decode, or has a version this build does not know, becomes a [`Reject`].
-    /// Raw ids of version 1 events are keyed with `id_key` here, before anything else sees
-    /// them.
-    pub fn decode<'a>(&'a self, id_key: &IdKey) -> Decoded<'a> {
-        self.decode_into(Vec::new(), id_key)
+    /// Decodes every line in its record's format, borrowing strings from the arena, and hands
+    /// each to `each` with its index, in order: the caller turns it into a row while its bytes
+    /// are still in cache, and nothing decoded outlives that call. A line that does not
+    /// decode, or has a version this build does not know, comes as `Err(reason)`. Raw ids of
+    /// version 1 events are keyed with `id_key` here, before anything else sees them.
+    pub fn decode_each<'a>(
+        &'a self,
+        id_key: &IdKey,
+        mut each: impl FnMut(usize, Result<Line<'_, 'a>, String>),
+    ) {
+        let mut event = Event::default();
+        for (i, span) in self.spans.iter().enumerate() {
+            let bytes = &self.arena[span.bytes.clone()];
+            let record = &self.records[span.record];
+            let line = match record.source {
+                Source::Events => decode_event(record.format, bytes, id_key, &mut event)
+                    .map(|()| Line::Event(&event)),
+                Source::Security => serde_json::from_slice::<SecurityEvent>(bytes)
+                    .map(Line::Security)
+                    .map_err(|e| format!("undecodable security event: {e}")),
+            };
+            each(i, line);
+        }
     }
 
-    /// [`decode`](Self::decode) into the events vector of an earlier batch (kept by
-    /// [`recycle`]); whatever it still held is dropped.
-    pub fn decode_into<'a>(
-        &'a self,
-        mut events: Vec<(usize, Event<'a>)>,
-        id_key: &IdKey,
-    ) -> Decoded<'a> {
-        events.clear();
-        events.reserve(self.lines.len());
-        let mut out = Decoded {
-            events,
-            ..Decoded::default()
-        };
-        for (i, line) in self.lines.iter().enumerate() {
-            let bytes = &self.arena[line.bytes.clone()];
-            let record = &self.records[line.record];
-            let result = match record.source {
-                Source::Events => {
-                    decode_event(record.format, bytes, id_key).map(|e| out.events.push((i, e)))
-                }
-                Source::Security => serde_json::from_slice::<SecurityEvent>(bytes)
-                    .map_err(|e| format!("undecodable security event: {e}"))
-                    .map(|e| out.security.push((i, e))),
-            };
-            if let Err(reason) = result {
-                out.rejects.push(Reject { line: i, reason });
-            }
-        }
+    /// Every line decoded at once (for tests and tools; the sink uses [`decode_each`]).
+    ///
+    /// [`decode_each`]: Self::decode_each
+    pub fn decode<'a>(&'a self, id_key: &IdKey) -> Decoded<'a> {
+        let mut out = Decoded::default();
+        self.decode_each(id_key, |i, line| match line {
+            Ok(Line::Event(e)) => out.events.push((i, e.clone())),
+            Ok(Line::Security(e)) => out.security.push((i, e)),
+            Err(reason) => out.rejects.push(Reject { line: i, reason }),
+        });
         out
     }
 }
@@ -205,29 +213,19 @@ impl Default for Batch {
     }
 }
 
-/// Empties `v` and returns its allocation as a vector of `U`, which has the same layout (the
-/// same type with other lifetimes, in practice): a batch's decoded events and rows borrow its
-/// arena, so their vectors cannot simply be kept, and allocating them afresh for every batch
-/// (tens of MB) made the kernel zero new pages for each one. The standard library collects a
-/// mapped `IntoIter` in place when the layouts match; a test checks that it still does.
-pub fn recycle<T, U>(mut v: Vec<T>) -> Vec<U> {
-    v.clear();
-    v.into_iter()
-        .map(|_| unreachable!("the vector is empty"))
-        .collect()
-}
-
+/// Decodes one event line into `event` and checks its version.
 fn decode_event<'a>(
     format: record::Format,
     bytes: &'a [u8],
     id_key: &IdKey,
-) -> Result<Event<'a>, String> {
-    let mut event = record::decode(format, bytes).map_err(|e| format!("undecodable event: {e}"))?;
+    event: &mut Event<'a>,
+) -> Result<(), String> {
+    record::decode_into(format, bytes, event).map_err(|e| format!("undecodable event: {e}"))?;
     if !(OLDEST_EVENT_VERSION..=EVENT_VERSION).contains(&event.v) {
         return Err(format!("unsupported event version {}", event.v));
     }
     event.key_legacy_ids(id_key);
-    Ok(event)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -258,21 +256,6 @@ mod tests {
             ..Event::default()
         };
         serde_json::to_vec(&e).expect("json")
-    }
-
-    #[test]
-    fn recycling_keeps_the_allocation() {
-        let arena = event_json(EVENT_VERSION);
-        let mut events: Vec<(usize, Event<'_>)> = Vec::with_capacity(1000);
-        events.push((0, serde_json::from_slice(&arena).expect("event")));
-        let capacity = events.capacity();
-        let pointer = events.as_ptr() as usize;
-        let again: Vec<(usize, Event<'static>)> = recycle(events);
-        assert!(again.is_empty());
-        assert_eq!(
-            (again.capacity(), again.as_ptr() as usize),
-            (capacity, pointer)
-        );
     }
 
     #[test]

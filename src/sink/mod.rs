@@ -1,11 +1,12 @@
 //! `bluetick sink`: events from Kafka into ClickHouse, in batches, exactly once as seen by
 //! the dashboards.
 //!
-//! The loop: receive records into a batch until it is due (rows, bytes or age); decode and
-//! route them to tables; insert each table's rows; dead-letter what cannot be stored; then,
-//! and only then, commit the batch's offsets. Delivery is at-least-once (a crash between insert
-//! and commit replays the batch); the tables' ReplacingMergeTree on the event id and views that
-//! group by message id turn that into exact counts.
+//! The loop: receive records into a batch until it is due (rows, bytes or age); decode each
+//! line straight into its table's RowBinary row; insert each table's rows; dead-letter what
+//! cannot be stored; then, and only then, commit the batch's offsets. Delivery is
+//! at-least-once (a crash between insert and commit replays the batch); the tables'
+//! ReplacingMergeTree on the event id and views that group by message id turn that into exact
+//! counts.
 //!
 //! When ClickHouse or the broker fails, the same batch is retried with exponential backoff,
 //! offsets stay where they are, and partitions are paused so nothing more piles up. Records
@@ -18,7 +19,7 @@ pub mod erased;
 pub mod insert;
 pub mod route;
 
-use self::batch::{recycle, Batch, Limits, Reject};
+use self::batch::{Batch, Limits, Reject};
 use self::consume::Consumer;
 use self::dead_letter::DeadLetters;
 use self::erased::Erased;
@@ -29,9 +30,7 @@ use crate::clock::{now_ms, now_secs};
 use crate::config::{Config, RetentionConfig};
 use crate::health::{Health, Watch};
 use crate::metrics as m;
-use crate::model::rows::TableRow;
 use crate::model::tables::Table;
-use crate::model::Event;
 use crate::privacy::IdKey;
 use metrics::{counter, histogram};
 use rdkafka::message::Message;
@@ -136,8 +135,7 @@ pub async fn run(
             max: Duration::from_millis(cfg.sink.retry_max_ms.max(1)),
         },
         next: Batch::new(),
-        spare_events: Vec::new(),
-        spare_rows: Rows::default(),
+        rows: Rows::default(),
         paused: false,
         stop: stop_rx.clone(),
         totals: Totals::default(),
@@ -237,9 +235,8 @@ struct Sink<'c> {
     backoff: Backoff,
     /// Records received while a batch is being retried.
     next: Batch,
-    /// Emptied vectors of the last batch's decoded events and rows, reused by the next.
-    spare_events: Vec<(usize, Event<'static>)>,
-    spare_rows: Rows<'static>,
+    /// The last batch's rows; their buffers are reused by the next.
+    rows: Rows,
     paused: bool,
     stop: watch::Receiver<bool>,
     totals: Totals,
@@ -356,21 +353,25 @@ impl<'c> Sink<'c> {
     async fn store(&mut self, batch: &Batch) -> Result<(), Stopped> {
         let started = Instant::now();
         self.refresh_erased().await?;
-        let decoded = batch.decode_into(std::mem::take(&mut self.spare_events), &self.id_key);
         let window = Window::new(now_secs(), &self.retention);
-        let mut rows = Rows::route_into(
-            &decoded,
-            &window,
-            &self.erased,
-            std::mem::take(&mut self.spare_rows),
-        );
-        let mut rejects = std::mem::take(&mut rows.rejects);
-        rejects.extend(self.write(&rows.status).await?);
-        rejects.extend(self.write(&rows.inbound).await?);
-        rejects.extend(self.write(&rows.account).await?);
-        rejects.extend(self.write(&rows.security).await?);
-        rejects.extend(self.write(&rows.calls).await?);
-        rejects.extend(self.write(&rows.opt_outs).await?);
+        let mut rows = std::mem::take(&mut self.rows);
+        rows.route_into(batch, &self.id_key, &window, &self.erased);
+        let stored = self.write_all(batch, &rows, started).await;
+        self.rows = rows;
+        stored
+    }
+
+    /// Writes every table's rows, dead-letters what was refused, then commits the batch.
+    async fn write_all(
+        &mut self,
+        batch: &Batch,
+        rows: &Rows,
+        started: Instant,
+    ) -> Result<(), Stopped> {
+        let mut rejects = rows.rejects.clone();
+        for table in Table::ALL {
+            rejects.extend(self.write(table, rows).await?);
+        }
         if !rejects.is_empty() {
             self.dead_letter(batch, &rejects).await?;
         }
@@ -379,38 +380,35 @@ impl<'c> Sink<'c> {
             self.consumer.resume();
             self.paused = false;
         }
-        self.record(batch, &rows, &rejects, started);
-        self.spare_rows = rows.recycled();
-        self.spare_events = recycle(decoded.events);
+        self.record(batch, rows, &rejects, started);
         Ok(())
     }
 
-    async fn write<'a, R: TableRow<'a>>(
-        &mut self,
-        rows: &[(usize, R)],
-    ) -> Result<Vec<Reject>, Stopped> {
-        if rows.is_empty() {
+    async fn write(&mut self, table: Table, rows: &Rows) -> Result<Vec<Reject>, Stopped> {
+        let encoded = rows.table(table);
+        if encoded.is_empty() {
             return Ok(Vec::new());
         }
-        let table = R::TABLE;
         let started = Instant::now();
         let (writer, _, mut retry) = self.parts();
-        let rejects = retry.run(table.name(), || writer.write(rows)).await?;
-        self.touch(table, rows.iter().map(|(_, r)| r.ts()));
+        let rejects = retry
+            .run(table.name(), || writer.write(table, encoded))
+            .await?;
+        self.touch(table, encoded.rows().iter().map(|r| r.ts));
         let now_ms = now_ms();
         histogram!(m::SINK_INSERT_SECONDS, "table" => table.name())
             .record(started.elapsed().as_secs_f64());
         counter!(m::SINK_ROWS, "table" => table.name())
-            .increment((rows.len() - rejects.len()) as u64);
+            .increment((encoded.len() - rejects.len()) as u64);
         let delay = histogram!(m::SINK_EVENT_DELAY_SECONDS, "table" => table.name());
-        for (_, row) in rows {
-            delay.record(now_ms.saturating_sub(row.received_ms()) as f64 / 1000.0);
+        for row in encoded.rows() {
+            delay.record(now_ms.saturating_sub(row.received_ms) as f64 / 1000.0);
         }
         Ok(rejects)
     }
 
-    /// Notes the days of `times` (rows just stored in `table`) for the next rollup. Rows come
-    /// sorted by time, so consecutive equal days are noted once.
+    /// Notes the days of `times` (rows just stored in `table`) for the next rollup. Most rows
+    /// of a batch share a day, so consecutive equal days are noted once.
     fn touch(&self, table: Table, times: impl Iterator<Item = u32>) {
         if !crate::rollup::feeds_aggregates(table) {
             return;
@@ -485,7 +483,7 @@ impl<'c> Sink<'c> {
         )
     }
 
-    fn record(&mut self, batch: &Batch, rows: &Rows<'_>, rejects: &[Reject], started: Instant) {
+    fn record(&mut self, batch: &Batch, rows: &Rows, rejects: &[Reject], started: Instant) {
         let t = &mut self.totals;
         t.batches += 1;
         t.records += batch.len() as u64;

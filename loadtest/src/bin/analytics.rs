@@ -388,29 +388,30 @@ async fn store(cfg: &Config, writer: &Writer, events: &[Event<'static>]) -> anyh
     if !record.is_empty() {
         batch.push(Source::Events, 0, offset, record.bytes());
     }
-    let decoded = batch.decode(&IdKey::new(b"unused: events carry keys"));
     let window = Window::new(bluetick::clock::now_secs(), &cfg.retention);
-    let rows = Rows::route(&decoded, &window, &Erased::default());
+    let key = IdKey::new(b"unused: events carry keys");
+    let rows = Rows::route(&batch, &key, &window, &Erased::default());
     anyhow::ensure!(
         rows.rejects.is_empty(),
         "rows refused: {:?}",
         rows.rejects.first()
     );
     let mut n = 0;
-    n += write(writer, &rows.status).await?;
-    n += write(writer, &rows.inbound).await?;
-    n += write(writer, &rows.calls).await?;
-    n += write(writer, &rows.opt_outs).await?;
+    for table in [
+        Table::MessageStatus,
+        Table::InboundMessage,
+        Table::CallEvent,
+        Table::OptOut,
+    ] {
+        let rejects = writer.write(table, rows.table(table)).await?;
+        anyhow::ensure!(
+            rejects.is_empty(),
+            "ClickHouse refused rows of {}",
+            table.name()
+        );
+        n += rows.table(table).len() as u64;
+    }
     Ok(n)
-}
-
-async fn write<'a, R: bluetick::model::rows::TableRow<'a>>(
-    writer: &Writer,
-    rows: &[(usize, R)],
-) -> anyhow::Result<u64> {
-    let rejects = writer.write(rows).await?;
-    anyhow::ensure!(rejects.is_empty(), "ClickHouse refused rows");
-    Ok(rows.len() as u64)
 }
 
 /// Times every panel and prints the table.
