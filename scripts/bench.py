@@ -521,6 +521,7 @@ def kafka_engine_peer(topic, db):
 DRAIN_VARIANTS = [
     ("protobuf records (default)", {}),
     ("JSON Lines records", {"BLUETICK_KAFKA_RECORD_FORMAT": "json"}),
+    ("protobuf records, uncompressed inserts", {"BLUETICK_CLICKHOUSE_COMPRESSION": "none"}),
 ]
 
 
