@@ -381,3 +381,71 @@ async fn refused_rows_are_dead_lettered_with_a_reason_and_the_batch_goes_on() {
     ingest.stop().await;
     drop_database(&cfg).await;
 }
+
+/// A backlog of refusals spanning more days than one INSERT may touch (the 180-day security
+/// table, read back after an outage of the sink, say): it is split into inserts of at most
+/// `MAX_PARTITIONS_PER_INSERT` day partitions, and every row lands once.
+#[tokio::test]
+async fn a_batch_spanning_more_days_than_one_insert_may_touch_lands_whole() {
+    use bluetick::sink::insert::MAX_PARTITIONS_PER_INSERT;
+    const DAYS: u64 = 170;
+    let mut cfg = config();
+    sink_config(&mut cfg);
+    // One batch for the whole backlog.
+    cfg.sink.batch_max_age_ms = 2_000;
+    migrate(&cfg).await;
+    // What each INSERT was: a materialized column holds the size of the block it arrived in
+    // (one INSERT of these rows is one block). 18.16 has no `max_partitions_per_insert_block`
+    // to refuse a wider INSERT, so this is how the split shows there.
+    ch_text(
+        &cfg,
+        "ALTER TABLE security_event ADD COLUMN insert_rows UInt64 MATERIALIZED blockSize()",
+    )
+    .await;
+    // Ingest creates the topics, as it does in production.
+    let ingest = Server::start(&cfg).await;
+    let producer: BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &cfg.kafka.brokers)
+        .create()
+        .expect("producer");
+    let newest_ms = (now_secs() - 3_600) * 1_000;
+    // One refusal a day for 170 days, oldest first: each row its own day partition.
+    for day in (0..DAYS).rev() {
+        let line = serde_json::json!({
+            "v": 1,
+            "received_ms": newest_ms - day * 86_400_000,
+            "source_ip": "203.0.113.0/24",
+            "reason": "bad_signature",
+            "route": "/webhook",
+            "count": 1,
+        })
+        .to_string();
+        producer
+            .send(BaseRecord::<[u8], [u8]>::to(&cfg.kafka.security_topic).payload(line.as_bytes()))
+            .expect("enqueue");
+    }
+    producer.flush(Duration::from_secs(10)).expect("flush");
+
+    let sink = Sink::start(&cfg).await;
+    let days = "SELECT uniqExact(toDate(ts)) FROM security_event";
+    assert_eq!(wait_for_scalar(&cfg, days, DAYS, WAIT).await, DAYS);
+    let totals = sink.stop().await;
+    assert!(DAYS as usize > MAX_PARTITIONS_PER_INSERT);
+    assert_eq!((totals.rows, totals.dead_letters), (DAYS, 0));
+    assert_eq!(
+        scalar(&cfg, "SELECT count() FROM security_event").await,
+        DAYS,
+        "every refusal once"
+    );
+    let widest = "SELECT max(insert_rows) FROM security_event";
+    assert!(
+        scalar(&cfg, widest).await <= MAX_PARTITIONS_PER_INSERT as u64,
+        "one row a day: no INSERT may hold more than {MAX_PARTITIONS_PER_INSERT} of them"
+    );
+    assert_eq!(
+        totals.batches, 1,
+        "the backlog came as one batch, so it had to be split"
+    );
+    ingest.stop().await;
+    drop_database(&cfg).await;
+}
