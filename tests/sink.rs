@@ -387,6 +387,7 @@ async fn refused_rows_are_dead_lettered_with_a_reason_and_the_batch_goes_on() {
 /// `MAX_PARTITIONS_PER_INSERT` day partitions, and every row lands once.
 #[tokio::test]
 async fn a_batch_spanning_more_days_than_one_insert_may_touch_lands_whole() {
+    use bluetick::model::SecurityEvent;
     use bluetick::sink::insert::MAX_PARTITIONS_PER_INSERT;
     const DAYS: u64 = 170;
     let mut cfg = config();
@@ -411,15 +412,15 @@ async fn a_batch_spanning_more_days_than_one_insert_may_touch_lands_whole() {
     let newest_ms = (now_secs() - 3_600) * 1_000;
     // One refusal a day for 170 days, oldest first: each row its own day partition.
     for day in (0..DAYS).rev() {
-        let line = serde_json::json!({
-            "v": 1,
-            "received_ms": newest_ms - day * 86_400_000,
-            "source_ip": "203.0.113.0/24",
-            "reason": "bad_signature",
-            "route": "/webhook",
-            "count": 1,
+        let line = serde_json::to_string(&SecurityEvent {
+            v: 1,
+            received_ms: newest_ms - day * 86_400_000,
+            source_ip: "203.0.113.0/24".into(),
+            reason: "bad_signature".into(),
+            route: "/webhook".into(),
+            count: 1,
         })
-        .to_string();
+        .expect("a security event serializes");
         producer
             .send(BaseRecord::<[u8], [u8]>::to(&cfg.kafka.security_topic).payload(line.as_bytes()))
             .expect("enqueue");
