@@ -66,6 +66,8 @@ fn serving(port: u16) -> bool {
     let Ok(mut conn) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
         return false;
     };
+    // A server that accepted but never answers is asked again, within the caller's deadline.
+    let _ = conn.set_read_timeout(Some(std::time::Duration::from_secs(5)));
     let mut answer = String::new();
     conn.write_all(b"srvr").is_ok()
         && conn.read_to_string(&mut answer).is_ok()
@@ -200,6 +202,7 @@ fn wait_zookeeper_session(http: u16) {
         let mut answer = String::new();
         let ok = std::net::TcpStream::connect(("127.0.0.1", http))
             .and_then(|mut c| {
+                c.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
                 c.write_all(
                     b"GET /?query=SELECT%20count()%20FROM%20system.zookeeper%20WHERE%20path%3D'/' \
                       HTTP/1.0\r\n\r\n",

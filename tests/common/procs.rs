@@ -7,10 +7,23 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A loopback port nothing listens on right now.
+/// A loopback port nothing listens on right now, and never handed out before in this process.
+///
+/// Servers are told their ports before they bind them (a cluster's three ClickHouse servers,
+/// three ports each), and the kernel may offer a port again while its first taker has not
+/// bound it yet: two servers given one port left a shard's native port to another server's
+/// interserver HTTP, and a query to that shard waited forever.
 pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if given.insert(port) {
+            return port;
+        }
+    }
 }
 
 /// A fresh directory under the system temp dir, for one process's state and logs.
@@ -37,6 +50,29 @@ fn wait_listening(addr: &str, what: &str, within: Duration) {
     let deadline = Instant::now() + within;
     while std::net::TcpStream::connect(addr).is_err() {
         assert!(Instant::now() < deadline, "{what} did not listen on {addr}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until ClickHouse on `http_port` answers `/ping`: it answers only once it has tried
+/// every listener it was configured with, so its log then says which failed.
+fn wait_ping(http_port: u16, within: Duration) {
+    use std::io::{Read, Write};
+    let deadline = Instant::now() + within;
+    loop {
+        let mut answer = String::new();
+        let asked = std::net::TcpStream::connect(("127.0.0.1", http_port)).and_then(|mut c| {
+            c.set_read_timeout(Some(Duration::from_secs(5)))?;
+            c.write_all(b"GET /ping HTTP/1.0\r\n\r\n")?;
+            c.read_to_string(&mut answer)
+        });
+        if asked.is_ok() && answer.starts_with("HTTP/1.0 200") {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "ClickHouse on {http_port} never answered /ping"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -242,6 +278,16 @@ impl ClickHouseServer {
             .expect("clickhouse-server from Debian's package (scripts/services.sh install)");
         let addr = format!("127.0.0.1:{http_port}");
         wait_listening(&addr, "private ClickHouse", Duration::from_secs(60));
+        wait_ping(http_port, Duration::from_secs(60));
+        // A port taken by another process meanwhile is only logged by ClickHouse, which goes
+        // on without that listener; a test would then talk to whatever holds the port.
+        let errors = std::fs::read_to_string(dir.join("clickhouse.err.log")).unwrap_or_default();
+        if let Some(line) = errors
+            .lines()
+            .find(|l| l.contains("Address already in use"))
+        {
+            panic!("private ClickHouse in {d} could not listen: {line}");
+        }
         ClickHouseServer {
             child,
             url: format!("http://{addr}"),
