@@ -86,10 +86,67 @@ where
     }
 }
 
+/// The whole scenario's bound: a passing run takes about two minutes; a step that never ends
+/// fails the test here, naming the step, instead of holding CI until its own limit.
+const SCENARIO: Duration = Duration::from_secs(12 * 60);
+
+/// The step under way, printed as it starts (with the seconds since the scenario began), so
+/// that a run stopped by [`SCENARIO`] says where it stood.
+static STEP: std::sync::Mutex<&str> = std::sync::Mutex::new("starting");
+
+fn step(started: Instant, name: &'static str) {
+    eprintln!("[cluster {:6.1}s] {name}", started.elapsed().as_secs_f64());
+    if let Ok(mut current) = STEP.lock() {
+        *current = name;
+    }
+}
+
+/// The last lines of every log under `dir` (the servers', ZooKeeper's, the sinks').
+fn log_tails(dir: &std::path::Path) -> String {
+    let mut out = String::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for path in entries.flatten().map(|e| e.path()) {
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "log") {
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                out.push_str(&format!("--- {}\n", path.display()));
+                for line in &lines[lines.len().saturating_sub(12)..] {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+        }
+    }
+    out
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_sinks_fill_a_replicated_sharded_cluster_exactly_through_failures() {
     let dir = scratch_dir("cluster");
-    let mut cluster = Cluster::start(&dir);
+    // Dropping the scenario's future at the bound drops its servers and sinks (each ends its
+    // own process); the logs stay in `dir`.
+    let finished = tokio::time::timeout(SCENARIO, scenario(&dir)).await;
+    if finished.is_err() {
+        let at = STEP.lock().map(|s| *s).unwrap_or("?");
+        panic!(
+            "the scenario did not finish within {SCENARIO:?}; it was at: {at}\n{}",
+            log_tails(&dir)
+        );
+    }
+    // A failed run keeps the servers' logs in `dir`; a passed one leaves nothing behind.
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+async fn scenario(dir: &std::path::Path) {
+    let started = Instant::now();
+    step(started, "ZooKeeper and three ClickHouse servers start");
+    let mut cluster = Cluster::start(dir);
     let mut cfg = config();
     sink_config(&mut cfg);
     cfg.clickhouse.url = cluster.url(0);
@@ -97,6 +154,10 @@ async fn two_sinks_fill_a_replicated_sharded_cluster_exactly_through_failures() 
     cfg.sink.rollup_interval_ms = 1_000;
     // A killed sink's partitions move after this long.
     cfg.sink.session_timeout_ms = 10_000;
+    step(
+        started,
+        "migrate on the cluster, ingest and two sinks start",
+    );
     migrate(&cfg).await;
     let ingest = Server::start(&cfg).await;
     let sink_cfg = |name: &str| {
@@ -106,14 +167,16 @@ async fn two_sinks_fill_a_replicated_sharded_cluster_exactly_through_failures() 
         c
     };
     let (a_cfg, b_cfg) = (sink_cfg("sink-a"), sink_cfg("sink-b"));
-    let a = Bluetick::start(&a_cfg, "sink", &dir, &a_cfg.sink.listen);
-    let b = Bluetick::start(&b_cfg, "sink", &dir, &b_cfg.sink.listen);
+    let a = Bluetick::start(&a_cfg, "sink", dir, &a_cfg.sink.listen);
+    let b = Bluetick::start(&b_cfg, "sink", dir, &b_cfg.sink.listen);
     let ts = now_secs() - 3_600;
     let third = MESSAGES / 3;
 
     // A third with every server up, a third with a replica of shard 1 killed, a third after
     // sink A was killed with whatever it had in hand.
+    step(started, "the first third, every server up");
     post_all(ingest.addr, &bodies(0..third, ts)).await;
+    step(started, "the second third, a replica killed");
     cluster.kill(1);
     post_all(ingest.addr, &bodies(third..2 * third, ts)).await;
     // Both sinks own partitions of the events topic when A is killed.
@@ -126,13 +189,15 @@ async fn two_sinks_fill_a_replicated_sharded_cluster_exactly_through_failures() 
         !mine.is_empty() && !theirs.is_empty() && mine.is_disjoint(&theirs)
     })
     .await;
+    step(started, "the last third, sink A killed");
     a.kill9();
     post_all(ingest.addr, &bodies(2 * third..MESSAGES, ts)).await;
     // The orchestrator starts the lost sink again under its own id (a StatefulSet pod keeps
     // its name): static membership gives it its partitions back without a rebalance, and it
     // resumes from their last committed offsets.
-    let a = Bluetick::start(&a_cfg, "sink", &dir, &a_cfg.sink.listen);
+    let a = Bluetick::start(&a_cfg, "sink", dir, &a_cfg.sink.listen);
 
+    step(started, "every event stored through Distributed");
     let statuses = (MESSAGES * 3) as u64;
     let events = "SELECT uniqExact(event_id) FROM message_status";
     let stored = wait_for_scalar(&cfg, events, statuses, WAIT).await;
@@ -150,6 +215,10 @@ async fn two_sinks_fill_a_replicated_sharded_cluster_exactly_through_failures() 
     }
     let once = "SELECT count() FROM message_status FINAL";
     assert_eq!(scalar(&cfg, once).await, statuses, "each event once");
+    step(
+        started,
+        "the killed replica restarts; shards hold disjoint messages",
+    );
     cluster.restart(1);
 
     // Each message's statuses on one shard: the shards' message sets do not meet.
@@ -171,7 +240,7 @@ async fn two_sinks_fill_a_replicated_sharded_cluster_exactly_through_failures() 
     assert!(per_shard[0].is_disjoint(&per_shard[1]));
     assert_eq!(per_shard[0].len() + per_shard[1].len(), MESSAGES);
 
-    // The restarted replica catches up with its shard.
+    step(started, "the restarted replica catches up");
     let local = "SELECT count() FROM message_status_local FINAL";
     let shard1 = on_server(&cluster, 0, &cfg, local).await;
     wait_until("the restarted replica catches up", || async {
@@ -180,6 +249,7 @@ async fn two_sinks_fill_a_replicated_sharded_cluster_exactly_through_failures() 
     .await;
     assert_eq!(SHARD_OF[0], SHARD_OF[1]);
 
+    step(started, "the daily aggregates reach every server");
     // The daily aggregates, replicated to every server, count what the raw rows hold.
     let funnel = "SELECT sum(sent) FROM status_daily FINAL";
     for server in 0..3 {
@@ -189,6 +259,7 @@ async fn two_sinks_fill_a_replicated_sharded_cluster_exactly_through_failures() 
         .await;
     }
 
+    step(started, "export through Distributed");
     // Export reads through Distributed: one person's rows from both shards.
     let person = number(7);
     let mut out = Vec::new();
@@ -207,6 +278,7 @@ async fn two_sinks_fill_a_replicated_sharded_cluster_exactly_through_failures() 
         theirs
     );
 
+    step(started, "erase on every shard, checked on every replica");
     // Erase runs on every shard and is verified on every replica.
     let waits = bluetick::erase::Waits {
         mutation: WAIT,
@@ -228,6 +300,7 @@ async fn two_sinks_fill_a_replicated_sharded_cluster_exactly_through_failures() 
     }
     assert_eq!(scalar(&cfg, once).await, statuses - theirs as u64);
 
+    step(started, "retention drops an old day on every shard");
     // Retention drops an old day on every shard.
     let old = now_secs() - 200 * 86_400;
     ch_text(
@@ -259,12 +332,12 @@ async fn two_sinks_fill_a_replicated_sharded_cluster_exactly_through_failures() 
     })
     .await;
 
+    step(started, "sinks, ingest and servers stop");
     a.stop();
     b.stop();
     ingest.stop().await;
-    // A failed run keeps the servers' logs in `dir`; a passed one leaves nothing behind.
     drop(cluster);
-    let _ = std::fs::remove_dir_all(&dir);
+    step(started, "done");
 }
 
 /// CPU seconds (user + system) process `pid` used so far, from /proc.
