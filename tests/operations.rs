@@ -234,6 +234,73 @@ async fn lag_is_counted_once_when_partitions_move_between_two_sinks() {
     drop_database(&direct).await;
 }
 
+/// A sink of a new group that cannot store from its start commits nothing, so librdkafka
+/// knows no lag for its partitions (it counts from a committed offset): the gauge must still
+/// show the whole backlog, measured from the broker, rather than 0 all through the outage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_group_that_cannot_store_shows_its_whole_backlog_as_lag() {
+    let mut cfg = config();
+    sink_config(&mut cfg);
+    cfg.kafka.partitions = 2;
+    migrate(&cfg).await;
+    let direct = cfg.clone();
+    let topic = cfg.kafka.events_topic.clone();
+    let ingest = Server::start(&cfg).await;
+    assert_eq!(
+        post_signed(ingest.addr, &burst("seed", 1)).await.status,
+        200
+    );
+    let seed = common::kafka::consume(&cfg.kafka.brokers, &topic, 1, WAIT).await;
+    ingest.stop().await;
+    // Seven more copies of that record on each partition: 7 + 7 + the seed's one.
+    let producer: BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &cfg.kafka.brokers)
+        .create()
+        .expect("producer");
+    for p in 0..2 {
+        for _ in 0..7 {
+            producer
+                .send(
+                    BaseRecord::<[u8], [u8]>::to(&topic)
+                        .partition(p)
+                        .payload(&seed[0].payload),
+                )
+                .expect("enqueue");
+        }
+    }
+    producer.flush(Duration::from_secs(10)).expect("flush");
+
+    let relay = behind_relay(&mut cfg).await;
+    relay.cut();
+    let dir = scratch_dir("lag-new-group");
+    cfg.sink.listen = format!("127.0.0.1:{}", free_port());
+    let sink = Bluetick::start(&cfg, "sink", &dir, &cfg.sink.listen);
+    let addr: SocketAddr = cfg.sink.listen.parse().expect("addr");
+    let deadline = Instant::now() + WAIT;
+    while lags(&[addr], &topic).await[0].0 != 15.0 {
+        assert!(
+            Instant::now() < deadline,
+            "lag (messages, partitions) while ClickHouse is away: {:?}",
+            lags(&[addr], &topic).await
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    // Once stored, nothing lags.
+    relay.restore();
+    let deadline = Instant::now() + WAIT;
+    while lags(&[addr], &topic).await[0].0 != 0.0 {
+        assert!(
+            Instant::now() < deadline,
+            "{:?}",
+            lags(&[addr], &topic).await
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    sink.stop();
+    drop_database(&direct).await;
+}
+
 /// Runs `bluetick <args>` once with `cfg` as its config file, off the runtime (the sink
 /// under test runs on it meanwhile); (success, stdout + stderr).
 async fn run_once(

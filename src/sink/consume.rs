@@ -18,7 +18,8 @@ use rdkafka::message::BorrowedMessage;
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use std::collections::BTreeSet;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 /// Publishes consumer lag per partition from librdkafka's statistics and beats the health
 /// watch with them.
@@ -26,9 +27,15 @@ use std::sync::Mutex;
 /// Invariant: this member reports lag only for partitions it owns. A partition handed to
 /// another member (revoked in a rebalance, or no longer in the statistics) has its gauge set
 /// to 0 here, so summing the lag over all sinks counts each partition once.
+///
+/// librdkafka knows a partition's lag only once it has fetched from it or learnt its
+/// offsets; a partition assigned while the sink is paused (ClickHouse down) can stay unknown
+/// for as long as the outage lasts, which is when the backlog grows. Those partitions are
+/// listed in `unknown` and measured from the broker by [`fill_unknown_lag`].
 pub struct Context {
     alive: Watch,
     reported: Mutex<BTreeSet<(String, i32)>>,
+    unknown: Mutex<BTreeSet<(String, i32)>>,
 }
 
 impl Context {
@@ -41,9 +48,23 @@ impl Context {
         let Ok(mut reported) = self.reported.lock() else {
             return;
         };
+        let Ok(mut unknown) = self.unknown.lock() else {
+            return;
+        };
         for key in gone {
+            unknown.remove(&key);
             if reported.remove(&key) {
                 Self::lag(&key.0, key.1).set(0.0);
+            }
+        }
+    }
+
+    /// Sets the lag measured from the broker, unless librdkafka learnt it meanwhile or the
+    /// partition moved to another member.
+    fn fill(&self, key: &(String, i32), lag: i64) {
+        if let Ok(unknown) = self.unknown.lock() {
+            if unknown.contains(key) {
+                Self::lag(&key.0, key.1).set(lag.max(0) as f64);
             }
         }
     }
@@ -53,6 +74,7 @@ impl ClientContext for Context {
     fn stats(&self, stats: Statistics) {
         self.alive.beat();
         let mut owned = BTreeSet::new();
+        let mut unknown = BTreeSet::new();
         for (topic, t) in &stats.topics {
             for (partition, p) in &t.partitions {
                 // Partition -1 is librdkafka's internal "unassigned" bucket; -1 lag means
@@ -63,6 +85,8 @@ impl ClientContext for Context {
                 owned.insert((topic.clone(), *partition));
                 if p.consumer_lag >= 0 {
                     Self::lag(topic, *partition).set(p.consumer_lag as f64);
+                } else {
+                    unknown.insert((topic.clone(), *partition));
                 }
             }
         }
@@ -75,7 +99,64 @@ impl ClientContext for Context {
         if let Ok(mut reported) = self.reported.lock() {
             reported.extend(owned);
         }
+        if let Ok(mut known_not) = self.unknown.lock() {
+            *known_not = unknown;
+        }
     }
+}
+
+/// How often partitions of unknown lag are measured from the broker (librdkafka's statistics
+/// interval).
+const LAG_FILL_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Measures, from the broker, the lag of owned partitions whose lag librdkafka does not know:
+/// high watermark minus the group's committed offset (or minus the low watermark when
+/// nothing is committed yet, as `auto.offset.reset=earliest` reads from there). Blocking:
+/// runs on tokio's blocking pool, never on the runtime's threads.
+fn fill_unknown_lag(consumer: &StreamConsumer<Context>) -> KafkaResult<()> {
+    const ASK: Duration = Duration::from_secs(2);
+    let keys: Vec<(String, i32)> = match consumer.context().unknown.lock() {
+        Ok(unknown) => unknown.iter().cloned().collect(),
+        Err(_) => return Ok(()),
+    };
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let mut tpl = TopicPartitionList::with_capacity(keys.len());
+    for (topic, partition) in &keys {
+        tpl.add_partition(topic, *partition);
+    }
+    let committed = consumer.committed_offsets(tpl, ASK)?;
+    for e in committed.elements() {
+        let (low, high) = consumer.fetch_watermarks(e.topic(), e.partition(), ASK)?;
+        let from = match e.offset() {
+            Offset::Offset(o) => o,
+            _ => low,
+        };
+        let key = (e.topic().to_string(), e.partition());
+        consumer.context().fill(&key, high - from);
+    }
+    Ok(())
+}
+
+/// Runs [`fill_unknown_lag`] every [`LAG_FILL_INTERVAL`] until the consumer is dropped.
+fn spawn_lag_fill(consumer: Weak<StreamConsumer<Context>>) {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(LAG_FILL_INTERVAL).await;
+            let Some(c) = consumer.upgrade() else {
+                return;
+            };
+            let idle = c.context().unknown.lock().map_or(true, |u| u.is_empty());
+            if idle {
+                continue;
+            }
+            let measured = tokio::task::spawn_blocking(move || fill_unknown_lag(&c)).await;
+            if let Ok(Err(e)) = measured {
+                tracing::debug!(error = %e, "could not measure lag from the broker");
+            }
+        }
+    });
 }
 
 impl ConsumerContext for Context {
@@ -92,7 +173,7 @@ impl ConsumerContext for Context {
 }
 
 pub struct Consumer {
-    inner: StreamConsumer<Context>,
+    inner: Arc<StreamConsumer<Context>>,
     events_topic: String,
     security_topic: String,
 }
@@ -126,9 +207,12 @@ impl Consumer {
             .create_with_context(Context {
                 alive: alive.clone(),
                 reported: Mutex::default(),
+                unknown: Mutex::default(),
             })?;
         alive.beat();
         inner.subscribe(&[&kafka.events_topic, &kafka.security_topic])?;
+        let inner = Arc::new(inner);
+        spawn_lag_fill(Arc::downgrade(&inner));
         Ok(Consumer {
             inner,
             events_topic: kafka.events_topic.clone(),
