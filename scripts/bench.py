@@ -338,7 +338,7 @@ def per_request_us(p, url, shape, rate, secs=10):
 
 
 def by_thread(threads):
-    """'request workers 60.0 µs (55 % kernel), librdkafka 22.5 µs (62 % kernel)'."""
+    """'request workers 60.0 µs (55% kernel), librdkafka 22.5 µs (62% kernel)'."""
     parts = []
     for role in ("request workers", "librdkafka", "other threads"):
         user, kernel = threads.get(role, (0.0, 0.0))
