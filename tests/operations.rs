@@ -130,6 +130,23 @@ async fn lags(sinks: &[SocketAddr], topic: &str) -> Vec<(f64, f64)> {
     out
 }
 
+/// Waits until the lag `sink` reports for `topic` sums to `total`; panics after [`WAIT`] with
+/// what it read.
+async fn wait_lag(sink: SocketAddr, topic: &str, total: f64, when: &str) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let now = lags(&[sink], topic).await;
+        if now[0].0 == total {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "lag (messages, partitions) {when}: {now:?}, not {total}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lag_is_counted_once_when_partitions_move_between_two_sinks() {
     let mut cfg = config();
@@ -186,15 +203,7 @@ async fn lag_is_counted_once_when_partitions_move_between_two_sinks() {
         }
     }
     producer.flush(Duration::from_secs(10)).expect("flush");
-    let deadline = Instant::now() + WAIT;
-    while lags(&[a_addr], &topic).await[0].0 != 40.0 {
-        assert!(
-            Instant::now() < deadline,
-            "{:?}",
-            lags(&[a_addr], &topic).await
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    wait_lag(a_addr, &topic, 40.0, "while ClickHouse is away").await;
 
     // A second sink joins the group: partitions move, the total lag does not.
     let mut b_cfg = cfg.clone();
@@ -276,27 +285,11 @@ async fn a_new_group_that_cannot_store_shows_its_whole_backlog_as_lag() {
     cfg.sink.listen = format!("127.0.0.1:{}", free_port());
     let sink = Bluetick::start(&cfg, "sink", &dir, &cfg.sink.listen);
     let addr: SocketAddr = cfg.sink.listen.parse().expect("addr");
-    let deadline = Instant::now() + WAIT;
-    while lags(&[addr], &topic).await[0].0 != 15.0 {
-        assert!(
-            Instant::now() < deadline,
-            "lag (messages, partitions) while ClickHouse is away: {:?}",
-            lags(&[addr], &topic).await
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    wait_lag(addr, &topic, 15.0, "while ClickHouse is away").await;
 
     // Once stored, nothing lags.
     relay.restore();
-    let deadline = Instant::now() + WAIT;
-    while lags(&[addr], &topic).await[0].0 != 0.0 {
-        assert!(
-            Instant::now() < deadline,
-            "{:?}",
-            lags(&[addr], &topic).await
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    wait_lag(addr, &topic, 0.0, "once ClickHouse is back").await;
     sink.stop();
     drop_database(&direct).await;
 }
