@@ -147,6 +147,39 @@ async fn wait_lag(sink: SocketAddr, topic: &str, total: f64, when: &str) {
     }
 }
 
+/// One event record as ingest writes it: a webhook's record, read back from the topic.
+async fn seed_record(cfg: &bluetick::config::Config) -> Vec<u8> {
+    let ingest = Server::start(cfg).await;
+    assert_eq!(
+        post_signed(ingest.addr, &burst("seed", 1)).await.status,
+        200
+    );
+    let topic = &cfg.kafka.events_topic;
+    let seed = common::kafka::consume(&cfg.kafka.brokers, topic, 1, WAIT).await;
+    ingest.stop().await;
+    seed[0].payload.clone()
+}
+
+/// Writes `each` copies of `record` to every partition in `partitions`, and waits for the acks.
+fn copies(cfg: &bluetick::config::Config, record: &[u8], partitions: i32, each: usize) {
+    let producer: BaseProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &cfg.kafka.brokers)
+        .create()
+        .expect("producer");
+    for p in 0..partitions {
+        for _ in 0..each {
+            producer
+                .send(
+                    BaseRecord::<[u8], [u8]>::to(&cfg.kafka.events_topic)
+                        .partition(p)
+                        .payload(record),
+                )
+                .expect("enqueue");
+        }
+    }
+    producer.flush(Duration::from_secs(10)).expect("flush");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lag_is_counted_once_when_partitions_move_between_two_sinks() {
     let mut cfg = config();
@@ -157,39 +190,14 @@ async fn lag_is_counted_once_when_partitions_move_between_two_sinks() {
     let relay = behind_relay(&mut cfg).await;
     let dir = scratch_dir("lag");
     let topic = cfg.kafka.events_topic.clone();
-    let ingest = Server::start(&cfg).await;
+    let line = seed_record(&cfg).await;
 
     // One record per partition lands, so each partition has a committed offset to lag from.
-    let producer: BaseProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &cfg.kafka.brokers)
-        .create()
-        .expect("producer");
-    let produce = |partition: i32, body: &[u8]| {
-        producer
-            .send(
-                BaseRecord::<[u8], [u8]>::to(&topic)
-                    .partition(partition)
-                    .payload(body),
-            )
-            .expect("enqueue");
-    };
-    // Events as ingest writes them: take one webhook's record from the topic and copy it.
-    assert_eq!(
-        post_signed(ingest.addr, &burst("seed", 1)).await.status,
-        200
-    );
-    let seed = common::kafka::consume(&cfg.kafka.brokers, &topic, 1, WAIT).await;
-    let line = seed[0].payload.clone();
-    ingest.stop().await;
-
     let mut a_cfg = cfg.clone();
     a_cfg.sink.listen = format!("127.0.0.1:{}", free_port());
     let a = Bluetick::start(&a_cfg, "sink", &dir, &a_cfg.sink.listen);
     let a_addr: SocketAddr = a_cfg.sink.listen.parse().expect("addr");
-    for p in 0..4 {
-        produce(p, &line);
-    }
-    producer.flush(Duration::from_secs(10)).expect("flush");
+    copies(&cfg, &line, 4, 1);
     let sql = "SELECT count() FROM message_status";
     wait_for_scalar(&direct, sql, 1, WAIT).await;
     let brokers = cfg.kafka.brokers.clone();
@@ -197,12 +205,7 @@ async fn lag_is_counted_once_when_partitions_move_between_two_sinks() {
 
     // ClickHouse goes away; 10 records per partition wait.
     relay.cut();
-    for p in 0..4 {
-        for _ in 0..10 {
-            produce(p, &line);
-        }
-    }
-    producer.flush(Duration::from_secs(10)).expect("flush");
+    copies(&cfg, &line, 4, 10);
     wait_lag(a_addr, &topic, 40.0, "while ClickHouse is away").await;
 
     // A second sink joins the group: partitions move, the total lag does not.
@@ -254,30 +257,9 @@ async fn a_new_group_that_cannot_store_shows_its_whole_backlog_as_lag() {
     migrate(&cfg).await;
     let direct = cfg.clone();
     let topic = cfg.kafka.events_topic.clone();
-    let ingest = Server::start(&cfg).await;
-    assert_eq!(
-        post_signed(ingest.addr, &burst("seed", 1)).await.status,
-        200
-    );
-    let seed = common::kafka::consume(&cfg.kafka.brokers, &topic, 1, WAIT).await;
-    ingest.stop().await;
-    // Seven more copies of that record on each partition: 7 + 7 + the seed's one.
-    let producer: BaseProducer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", &cfg.kafka.brokers)
-        .create()
-        .expect("producer");
-    for p in 0..2 {
-        for _ in 0..7 {
-            producer
-                .send(
-                    BaseRecord::<[u8], [u8]>::to(&topic)
-                        .partition(p)
-                        .payload(&seed[0].payload),
-                )
-                .expect("enqueue");
-        }
-    }
-    producer.flush(Duration::from_secs(10)).expect("flush");
+    // Seven more copies of a record on each partition: 7 + 7 + the seed's one.
+    let line = seed_record(&cfg).await;
+    copies(&cfg, &line, 2, 7);
 
     let relay = behind_relay(&mut cfg).await;
     relay.cut();
