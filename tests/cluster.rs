@@ -86,7 +86,7 @@ where
     }
 }
 
-/// The whole scenario's bound: a passing run takes about two minutes; a step that never ends
+/// The whole scenario's bound: a passing run takes about a minute; a step that never ends
 /// fails the test here, naming the step, instead of holding CI until its own limit.
 const SCENARIO: Duration = Duration::from_secs(12 * 60);
 

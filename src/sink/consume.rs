@@ -28,10 +28,11 @@ use std::time::Duration;
 /// another member (revoked in a rebalance, or no longer in the statistics) has its gauge set
 /// to 0 here, so summing the lag over all sinks counts each partition once.
 ///
-/// librdkafka knows a partition's lag only once it has fetched from it or learnt its
-/// offsets; a partition assigned while the sink is paused (ClickHouse down) can stay unknown
-/// for as long as the outage lasts, which is when the backlog grows. Those partitions are
-/// listed in `unknown` and measured from the broker by [`fill_unknown_lag`].
+/// librdkafka counts lag from a committed offset and a high watermark it learnt by fetching:
+/// a new group that has committed nothing, or a partition assigned while the sink is paused
+/// (ClickHouse down), has none for as long as the outage lasts, which is when the backlog
+/// grows. Those partitions are listed in `unknown` and measured from the broker by
+/// [`fill_unknown_lag`].
 pub struct Context {
     alive: Watch,
     reported: Mutex<BTreeSet<(String, i32)>>,
@@ -99,8 +100,8 @@ impl ClientContext for Context {
         if let Ok(mut reported) = self.reported.lock() {
             reported.extend(owned);
         }
-        if let Ok(mut known_not) = self.unknown.lock() {
-            *known_not = unknown;
+        if let Ok(mut slot) = self.unknown.lock() {
+            *slot = unknown;
         }
     }
 }

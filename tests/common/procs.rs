@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 /// Servers are told their ports before they bind them (a cluster's three ClickHouse servers,
 /// three ports each), and the kernel may offer a port again while its first taker has not
 /// bound it yet: two servers given one port left a shard's native port to another server's
-/// interserver HTTP, and a query to that shard waited forever.
+/// interserver HTTP, and each query to that shard waited ClickHouse's receive_timeout three
+/// times over (15 min).
 pub fn free_port() -> u16 {
     static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
         std::sync::Mutex::new(std::collections::BTreeSet::new());
