@@ -3,7 +3,7 @@
 //! `remote_servers` cluster `bluetick` of two shards, the first with two replicas.
 //! Each process has its own ports and directory and is ended by its own PID.
 
-use super::procs::{free_port, wait_port, ClickHouseExtras, ClickHouseServer};
+use super::procs::{free_port, wait_http_200, wait_port, ClickHouseExtras, ClickHouseServer};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -196,29 +196,9 @@ impl Cluster {
 
 /// Waits until the server on `http` reads ZooKeeper (its session is open).
 fn wait_zookeeper_session(http: u16) {
-    use std::io::{Read, Write};
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let mut answer = String::new();
-        let ok = std::net::TcpStream::connect(("127.0.0.1", http))
-            .and_then(|mut c| {
-                c.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
-                c.write_all(
-                    b"GET /?query=SELECT%20count()%20FROM%20system.zookeeper%20WHERE%20path%3D'/' \
-                      HTTP/1.0\r\n\r\n",
-                )?;
-                c.read_to_string(&mut answer)
-            })
-            .is_ok();
-        if ok && answer.starts_with("HTTP/1.0 200") {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "ClickHouse on {http} never reached ZooKeeper: {answer}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+    let query = "/?query=SELECT%20count()%20FROM%20system.zookeeper%20WHERE%20path%3D'/'";
+    let never = format!("ClickHouse on {http} never reached ZooKeeper");
+    wait_http_200(http, query, &never, std::time::Duration::from_secs(60));
 }
 
 fn launch(p: &Place) -> ClickHouseServer {

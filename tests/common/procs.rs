@@ -55,26 +55,24 @@ fn wait_listening(addr: &str, what: &str, within: Duration) {
     }
 }
 
-/// Waits until ClickHouse on `http_port` answers `/ping`: it answers only once it has tried
-/// every listener it was configured with, so its log then says which failed.
-fn wait_ping(http_port: u16, within: Duration) {
+/// Asks `GET <target>` of the HTTP server on loopback `port` until it answers 200, for at
+/// most `within`; panics with `what` and the last answer. Each answer is read with a timeout,
+/// so a server that accepts and never answers is asked again.
+pub fn wait_http_200(port: u16, target: &str, what: &str, within: Duration) {
     use std::io::{Read, Write};
     let deadline = Instant::now() + within;
     loop {
         let mut answer = String::new();
-        let asked = std::net::TcpStream::connect(("127.0.0.1", http_port)).and_then(|mut c| {
-            c.set_read_timeout(Some(Duration::from_secs(5)))?;
-            c.write_all(b"GET /ping HTTP/1.0\r\n\r\n")?;
+        let asked = std::net::TcpStream::connect(("127.0.0.1", port)).and_then(|mut c| {
+            c.set_read_timeout(Some(Duration::from_secs(10)))?;
+            c.write_all(format!("GET {target} HTTP/1.0\r\n\r\n").as_bytes())?;
             c.read_to_string(&mut answer)
         });
         if asked.is_ok() && answer.starts_with("HTTP/1.0 200") {
             return;
         }
-        assert!(
-            Instant::now() < deadline,
-            "ClickHouse on {http_port} never answered /ping"
-        );
-        std::thread::sleep(Duration::from_millis(50));
+        assert!(Instant::now() < deadline, "{what}: {answer}");
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -279,7 +277,9 @@ impl ClickHouseServer {
             .expect("clickhouse-server from Debian's package (scripts/services.sh install)");
         let addr = format!("127.0.0.1:{http_port}");
         wait_listening(&addr, "private ClickHouse", Duration::from_secs(60));
-        wait_ping(http_port, Duration::from_secs(60));
+        // ClickHouse answers /ping only once it has tried every listener it was given.
+        let never = format!("ClickHouse on {http_port} never answered /ping");
+        wait_http_200(http_port, "/ping", &never, Duration::from_secs(60));
         // A port taken by another process meanwhile is only logged by ClickHouse, which goes
         // on without that listener; a test would then talk to whatever holds the port.
         let errors = std::fs::read_to_string(dir.join("clickhouse.err.log")).unwrap_or_default();
