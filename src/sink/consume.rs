@@ -106,28 +106,35 @@ impl ClientContext for Context {
     }
 }
 
-/// How often partitions of unknown lag are measured from the broker (librdkafka's statistics
-/// interval).
+/// How often partitions of unknown lag are measured from the broker while any of them lags
+/// (librdkafka's statistics interval).
 const LAG_FILL_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How often when none of them lagged at the last measure. A partition that has never been
+/// written has nothing committed, so librdkafka never learns its lag: without this, a sink
+/// would ask about its idle partitions every few seconds for as long as it runs.
+const LAG_FILL_IDLE_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Measures, from the broker, the lag of owned partitions whose lag librdkafka does not know:
 /// high watermark minus the group's committed offset (or minus the low watermark when
 /// nothing is committed yet, as `auto.offset.reset=earliest` reads from there). Blocking:
-/// runs on tokio's blocking pool, never on the runtime's threads.
-fn fill_unknown_lag(consumer: &StreamConsumer<Context>) -> KafkaResult<()> {
+/// runs on tokio's blocking pool, never on the runtime's threads. Returns the largest lag
+/// measured.
+fn fill_unknown_lag(consumer: &StreamConsumer<Context>) -> KafkaResult<i64> {
     const ASK: Duration = Duration::from_secs(2);
     let keys: Vec<(String, i32)> = match consumer.context().unknown.lock() {
         Ok(unknown) => unknown.iter().cloned().collect(),
-        Err(_) => return Ok(()),
+        Err(_) => return Ok(0),
     };
     if keys.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
     let mut tpl = TopicPartitionList::with_capacity(keys.len());
     for (topic, partition) in &keys {
         tpl.add_partition(topic, *partition);
     }
     let committed = consumer.committed_offsets(tpl, ASK)?;
+    let mut largest = 0;
     for e in committed.elements() {
         let (low, high) = consumer.fetch_watermarks(e.topic(), e.partition(), ASK)?;
         let from = match e.offset() {
@@ -136,15 +143,19 @@ fn fill_unknown_lag(consumer: &StreamConsumer<Context>) -> KafkaResult<()> {
         };
         let key = (e.topic().to_string(), e.partition());
         consumer.context().fill(&key, high - from);
+        largest = largest.max(high - from);
     }
-    Ok(())
+    Ok(largest)
 }
 
-/// Runs [`fill_unknown_lag`] every [`LAG_FILL_INTERVAL`] until the consumer is dropped.
+/// Runs [`fill_unknown_lag`] every [`LAG_FILL_INTERVAL`], or [`LAG_FILL_IDLE_INTERVAL`] after
+/// a measure found no lag, until the consumer is dropped.
 fn spawn_lag_fill(consumer: Weak<StreamConsumer<Context>>) {
     tokio::spawn(async move {
+        let mut pause = LAG_FILL_INTERVAL;
         loop {
-            tokio::time::sleep(LAG_FILL_INTERVAL).await;
+            tokio::time::sleep(pause).await;
+            pause = LAG_FILL_INTERVAL;
             let Some(c) = consumer.upgrade() else {
                 return;
             };
@@ -152,9 +163,10 @@ fn spawn_lag_fill(consumer: Weak<StreamConsumer<Context>>) {
             if idle {
                 continue;
             }
-            let measured = tokio::task::spawn_blocking(move || fill_unknown_lag(&c)).await;
-            if let Ok(Err(e)) = measured {
-                tracing::debug!(error = %e, "could not measure lag from the broker");
+            match tokio::task::spawn_blocking(move || fill_unknown_lag(&c)).await {
+                Ok(Ok(0)) => pause = LAG_FILL_IDLE_INTERVAL,
+                Ok(Err(e)) => tracing::debug!(error = %e, "could not measure lag from the broker"),
+                Ok(Ok(_)) | Err(_) => {}
             }
         }
     });
