@@ -34,6 +34,7 @@ struct Writer<'o>(&'o mut Vec<u8>);
 
 impl Writer<'_> {
     /// A string's length, as LEB128.
+    #[inline]
     fn length(&mut self, mut n: usize) {
         while n >= 0x80 {
             self.0.push((n as u8) | 0x80);
@@ -50,6 +51,7 @@ impl Writer<'_> {
 /// Fixed-width integers and floats are little-endian, as ClickHouse stores them.
 macro_rules! little_endian {
     ($($method:ident $t:ty),*) => {$(
+        #[inline]
         fn $method(self, v: $t) -> Result<(), RowBinaryError> {
             self.0.extend_from_slice(&v.to_le_bytes());
             Ok(())
@@ -74,21 +76,25 @@ impl ser::Serializer for &mut Writer<'_> {
         serialize_u64 u64, serialize_u128 u128, serialize_f32 f32, serialize_f64 f64
     );
 
+    #[inline]
     fn serialize_bool(self, v: bool) -> Result<(), RowBinaryError> {
         self.0.push(u8::from(v));
         Ok(())
     }
 
+    #[inline]
     fn serialize_str(self, v: &str) -> Result<(), RowBinaryError> {
         self.serialize_bytes(v.as_bytes())
     }
 
+    #[inline]
     fn serialize_bytes(self, v: &[u8]) -> Result<(), RowBinaryError> {
         self.length(v.len());
         self.0.extend_from_slice(v);
         Ok(())
     }
 
+    #[inline]
     fn serialize_newtype_struct<T: Serialize + ?Sized>(
         self,
         _: &'static str,
@@ -173,6 +179,7 @@ impl ser::SerializeStruct for &mut Writer<'_> {
     type Ok = ();
     type Error = RowBinaryError;
 
+    #[inline]
     fn serialize_field<T: Serialize + ?Sized>(
         &mut self,
         _: &'static str,

@@ -74,16 +74,31 @@ impl MaskedPhone {
     /// or shows more digits than masking keeps, is refused, so a raw number can never pass
     /// for a masked one downstream.
     pub fn parse(s: &str) -> Option<Self> {
-        let ok = s.len() <= MAX_DIGITS && s.bytes().all(|b| b.is_ascii_digit() || b == b'X');
-        let digits = s.bytes().filter(u8::is_ascii_digit).count();
-        if !ok || digits > 6 {
+        Self::parse_bytes(s.as_bytes())
+    }
+
+    /// As [`parse`](Self::parse), from bytes: only ASCII digits and `X` pass, so no UTF-8
+    /// check is needed first (the sink reads masked numbers this way from protobuf records).
+    pub fn parse_bytes(s: &[u8]) -> Option<Self> {
+        if s.len() > MAX_DIGITS {
+            return None;
+        }
+        let mut digits = 0;
+        for &b in s {
+            match b {
+                b'0'..=b'9' => digits += 1,
+                b'X' => {}
+                _ => return None,
+            }
+        }
+        if digits > 6 {
             return None;
         }
         let mut m = MaskedPhone {
             buf: [b'X'; MAX_DIGITS],
             len: s.len() as u8,
         };
-        m.buf[..s.len()].copy_from_slice(s.as_bytes());
+        m.buf[..s.len()].copy_from_slice(s);
         Some(m)
     }
 
@@ -148,6 +163,28 @@ mod tests {
         assert!(r.is_err());
         let m: MaskedPhone = serde_json::from_str("\"91XXXXXX4321\"").expect("masked");
         assert_eq!(m.as_str(), "91XXXXXX4321");
+    }
+
+    /// The byte reader the sink uses passes exactly what the text reader passes.
+    #[test]
+    fn bytes_pass_only_digits_and_x_with_six_digits_at_most() {
+        for ok in ["91XXXXXX4321", "XXXXX67", "", "123456"] {
+            assert_eq!(
+                MaskedPhone::parse_bytes(ok.as_bytes()).map(|m| m.to_string()),
+                Some(ok.into())
+            );
+        }
+        let refused: [&[u8]; 6] = [
+            b"919876544321",
+            b"1234567",
+            b"91-XXXX",
+            "\u{ff19}1XXXX".as_bytes(),
+            b"91\xffXXXX",
+            &[b'X'; MAX_DIGITS + 1],
+        ];
+        for bad in refused {
+            assert!(MaskedPhone::parse_bytes(bad).is_none(), "{bad:?}");
+        }
     }
 
     proptest! {
