@@ -35,6 +35,9 @@ STEP_SECS = int(os.environ.get("STEP_SECS", "4"))
 P99_MS = float(os.environ.get("P99_MS", "50"))
 SOAK_SECS = int(os.environ.get("SOAK_SECS", "60"))
 SINK_EVENTS = int(os.environ.get("SINK_EVENTS", "400000"))
+# Drains per setting, alternating between settings: one drain's figure varied by 25 % on one
+# machine, so each setting reports its median and range.
+DRAIN_ROUNDS = int(os.environ.get("DRAIN_ROUNDS", "3"))
 TICK = os.sysconf("SC_CLK_TCK")
 procs = []
 lines = []
@@ -638,7 +641,14 @@ def real_pipeline():
     stop(sink)
 
     stop(ingest)
-    drains = [(label, backlog_drain(overrides)) for label, overrides in DRAIN_VARIANTS]
+    runs = {label: [] for label, _ in DRAIN_VARIANTS}
+    for _ in range(DRAIN_ROUNDS):
+        for label, overrides in DRAIN_VARIANTS:
+            runs[label].append(backlog_drain(overrides))
+    drains = []
+    for label, rs in runs.items():
+        rs.sort(key=lambda d: d["per_cpu_s"])
+        drains.append((label, dict(rs[len(rs) // 2], low=rs[0]["per_cpu_s"], high=rs[-1]["per_cpu_s"], n=len(rs))))
     lines.append("### Whole pipeline on the real broker (tansu, sqlite) and ClickHouse 18.16\n")
     lines.append(f"- max sustainable mixed traffic (p99 <= {P99_MS:.0f} ms): {best['rate']:.0f} req/s, "
                  f"{best['events_rate']:.0f} events/s (bounded by the broker: see its CPU below)")
@@ -659,10 +669,11 @@ def real_pipeline():
         verdicts.append(("webhook -> queryable p99 at half max", f"{p99} ms", "< 2000 ms", p99 < 2000))
     for label, d in drains:
         lines.append(f"- (d) sink drain of a {d['total_rows']:.0f}-row backlog, {label}: sink CPU "
-                     f"{d['total_cpu']:.2f} s from its start = **{d['per_cpu_s']:.0f} rows per sink CPU-second**; "
-                     f"after its first batch, {d['rows']:.0f} rows in {d['wall']:.2f} s = "
-                     f"{d['rows'] / max(d['wall'], 1e-9):.0f} rows/s wall (the broker serving the fetches shares "
-                     "the 2 cores)")
+                     f"{d['total_cpu']:.2f} s from its start = **{d['per_cpu_s']:.0f} rows per sink CPU-second** "
+                     f"(median of {d['n']} drains alternating with the other settings; range "
+                     f"{d['low']:.0f}-{d['high']:.0f}); after its first batch, {d['rows']:.0f} rows in "
+                     f"{d['wall']:.2f} s = {d['rows'] / max(d['wall'], 1e-9):.0f} rows/s wall (the broker serving "
+                     "the fetches shares the 2 cores)")
     drain = drains[0][1]["per_cpu_s"]
     for fmt, steps in sink_row_ns.items():
         lines.append(f"- the sink's own steps per row, {fmt} records (criterion, `cargo bench --bench sink_path`): "
@@ -670,7 +681,7 @@ def real_pipeline():
                      f"routing into rows {steps['route']:.0f} ns; the rest of the drain's "
                      f"{1e9 / max(drain, 1e-9):.0f} ns per row (default format) is Kafka's fetch and the INSERT")
     lines.append("")
-    verdicts.append(("sink rows per sink CPU-second, backlog drain", f"{drain:.0f}", ">= 1,000,000",
+    verdicts.append(("sink rows per sink CPU-second, backlog drain (median)", f"{drain:.0f}", ">= 1,000,000",
                      drain >= 1e6))
     kafka_engine_peer(f"{tag}.events", db)
     query(f"DROP DATABASE IF EXISTS {db}", "default")
