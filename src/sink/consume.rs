@@ -142,8 +142,9 @@ fn fill_unknown_lag(consumer: &StreamConsumer<Context>) -> KafkaResult<i64> {
             _ => low,
         };
         let key = (e.topic().to_string(), e.partition());
-        consumer.context().fill(&key, high - from);
-        largest = largest.max(high - from);
+        let lag = high - from;
+        consumer.context().fill(&key, lag);
+        largest = largest.max(lag);
     }
     Ok(largest)
 }
