@@ -103,7 +103,7 @@ pub struct Reader<'a>(pub &'a [u8]);
 
 impl<'a> Reader<'a> {
     /// Most varints here (every key, every string's length) are one byte: that case is
-    /// tested first, which took a fifth of the decoder's instructions off in a profile.
+    /// tested first (callgrind: ~9 % of the decoder's instructions saved).
     #[inline]
     pub fn varint(&mut self) -> Result<u64, ProtoError> {
         if let Some((&b, rest)) = self.0.split_first() {
