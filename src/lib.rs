@@ -22,8 +22,9 @@
 //!    outcomes), [`rollup`] (the daily aggregates, recounted per day).
 //! 3. **Primitives**: [`privacy`] (masking, keyed hashing, people as operators name them),
 //!    [`config`] (file + `BLUETICK_*` env), [`metrics`] (names and recorder), [`health`]
-//!    (watches with deadlines), [`clock`].
+//!    (watches with deadlines), [`clock`], [`allocator`] (how freed memory goes back).
 
+pub mod allocator;
 pub mod audit;
 pub mod clickhouse;
 pub mod clock;

@@ -329,6 +329,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let mut cfg = Config::load(cli.config.as_deref())?;
+    // Before the runtime's and librdkafka's threads exist (see `allocator`).
+    if matches!(cli.command, Command::Sink { .. }) && !bluetick::allocator::keep_freed_memory() {
+        tracing::warn!("allocator thresholds not set; the sink runs with the C library's defaults");
+    }
     // Ingest runs its connections on single-threaded runtimes of its own (`ingest::workers`);
     // this one is the first of them.
     let mut runtime = match cli.command {
